@@ -1,0 +1,1 @@
+"""Linux client agent: Boundary alias DNS and transparent sessions."""

@@ -1,0 +1,1 @@
+"""The real local stack (Boundary, Kubernetes control plane) for tests and demos."""

@@ -1,0 +1,113 @@
+"""Thin wrappers over the real command-line clients (kubectl and the boundary CLI), bound to a
+running stack. Tests and the demo use these, so they exercise the same programs a user runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from boundary_devstack.stack import StackEnv
+
+
+class CommandFailed(RuntimeError):
+    def __init__(self, argv: list[str], returncode: int, stderr: str) -> None:
+        self.argv = argv
+        self.returncode = returncode
+        self.stderr = stderr
+        super().__init__(f"{' '.join(argv[:4])} ... exited {returncode}: {stderr.strip()}")
+
+
+def _run(
+    argv: list[str], env: dict[str, str], input_text: str | None, timeout: float
+) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        argv,
+        env=env,
+        input=input_text,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise CommandFailed(argv, result.returncode, result.stderr or result.stdout)
+    return result
+
+
+@dataclass
+class Kubectl:
+    stack: StackEnv
+
+    @property
+    def binary(self) -> str:
+        return str(Path(self.stack.values["STACK_BIN"]) / "kubectl")
+
+    def __call__(self, *args: str, input_text: str | None = None, timeout: float = 60) -> str:
+        env = {**os.environ, "KUBECONFIG": self.stack.values["KUBECONFIG"]}
+        return _run([self.binary, *args], env, input_text, timeout).stdout
+
+    def apply(self, manifest: dict[str, Any] | str) -> str:
+        text = manifest if isinstance(manifest, str) else json.dumps(manifest)
+        return self("apply", "-f", "-", input_text=text)
+
+    def get_json(self, *args: str) -> Any:
+        return json.loads(self("get", *args, "-o", "json"))
+
+
+@dataclass
+class BoundaryCLI:
+    """The official `boundary` CLI, authenticated once as the stack's admin. The token is kept in
+    the child environment (`-token env://...`), never on a command line or in output."""
+
+    stack: StackEnv
+    _token: str | None = field(default=None, repr=False)
+
+    @property
+    def binary(self) -> str:
+        return str(Path(self.stack.values["STACK_BIN"]) / "boundary")
+
+    def _env(self) -> dict[str, str]:
+        env = {
+            **os.environ,
+            "BOUNDARY_ADDR": self.stack.values["BOUNDARY_ADDR"],
+            "BOUNDARY_PASSWORD": self.stack.values["BOUNDARY_PASSWORD"],
+        }
+        env.pop("BOUNDARY_TOKEN", None)
+        if self._token:
+            env["BK_BOUNDARY_TOKEN"] = self._token
+        return env
+
+    def login(self) -> None:
+        result = _run(
+            [
+                self.binary,
+                "authenticate",
+                "password",
+                "-auth-method-id",
+                self.stack.values["BOUNDARY_AUTH_METHOD_ID"],
+                "-login-name",
+                self.stack.values["BOUNDARY_LOGIN_NAME"],
+                "-password",
+                "env://BOUNDARY_PASSWORD",
+                "-keyring-type",
+                "none",
+                "-format",
+                "json",
+            ],
+            self._env(),
+            None,
+            60,
+        )
+        self._token = json.loads(result.stdout)["item"]["attributes"]["token"]
+
+    def __call__(self, *args: str, timeout: float = 60) -> Any:
+        """Run `boundary ARGS -format json` with the admin token; return the parsed output."""
+        if self._token is None:
+            self.login()
+        argv = [self.binary, *args, "-format", "json", "-token", "env://BK_BOUNDARY_TOKEN"]
+        stdout = _run(argv, self._env(), None, timeout).stdout
+        return json.loads(stdout) if stdout.strip() else None

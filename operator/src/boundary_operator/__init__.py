@@ -1,0 +1,1 @@
+"""Kubernetes operator for HashiCorp Boundary workers and targets."""
