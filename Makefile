@@ -1,0 +1,53 @@
+# boundary-k8s: every entry point a developer or CI needs.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+
+export BK_CACHE ?= $(HOME)/.cache/boundary-k8s
+export STACK_BIN ?= $(CURDIR)/.stack/bin
+STACK_ENV ?= $(CURDIR)/.stack/env
+RUN := uv run --frozen --quiet
+
+.PHONY: help tools apt-packages python-env go-tools stack demo test lint typecheck unit e2e
+
+help:
+	@echo "make demo    run the main job end to end (DEMO_EXIT=1 to exit when done)"
+	@echo "make test    lint, type checks, unit and e2e tests"
+	@echo "make tools   install/build every program the tests use and print versions"
+	@echo "make stack   start the real local stack in the foreground; writes .stack/env"
+
+## Installation -----------------------------------------------------------------------------
+apt-packages:
+	@bash tools/install-apt.sh
+
+python-env:
+	@bash tools/install-python.sh
+
+go-tools:
+	@bash tools/build-go-tools.sh
+
+tools: apt-packages python-env go-tools
+	@$(RUN) python -m boundary_devstack versions --bin-dir "$(STACK_BIN)"
+
+## Running ----------------------------------------------------------------------------------
+stack: tools
+	@$(RUN) python -m boundary_devstack up --bin-dir "$(STACK_BIN)" --env-file "$(STACK_ENV)"
+
+demo: tools
+	@$(RUN) python -m boundary_devstack up --bin-dir "$(STACK_BIN)" --env-file "$(STACK_ENV)" \
+		$(if $(DEMO_EXIT),--exit-when-ready,)
+
+## Checks -----------------------------------------------------------------------------------
+lint:
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+
+typecheck:
+	$(RUN) mypy
+
+unit:
+	$(RUN) pytest -q tests/test_layout.py $(wildcard */tests)
+
+e2e:
+	$(RUN) pytest -q tests/e2e
+
+test: tools lint typecheck unit e2e

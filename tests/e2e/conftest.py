@@ -1,0 +1,1 @@
+pytest_plugins = ["boundary_devstack.pytest_plugin"]
