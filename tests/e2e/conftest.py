@@ -1,1 +1,21 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest_asyncio
+
+from boundary_api import BoundaryClient
+from boundary_devstack.stack import StackEnv
+
 pytest_plugins = ["boundary_devstack.pytest_plugin"]
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def boundary(stack_env: StackEnv) -> AsyncIterator[BoundaryClient]:
+    """A client of the real controller, logged in as the stack's admin."""
+    env = stack_env.values
+    async with BoundaryClient(env["BOUNDARY_ADDR"]) as client:
+        await client.authenticate_password(
+            env["BOUNDARY_AUTH_METHOD_ID"], env["BOUNDARY_LOGIN_NAME"], env["BOUNDARY_PASSWORD"]
+        )
+        yield client

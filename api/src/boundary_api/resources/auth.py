@@ -1,0 +1,23 @@
+from __future__ import annotations
+
+from boundary_api.models import AuthToken
+from boundary_api.resources._base import ResourceClient, resource_path
+
+
+class AuthMethods(ResourceClient):
+    async def authenticate_password(
+        self, auth_method_id: str, login_name: str, password: str
+    ) -> AuthToken:
+        """Log in with a password account and use the new token for every later call."""
+        answer = await self._transport.request(
+            "POST",
+            resource_path("auth-methods", auth_method_id, "authenticate"),
+            body={
+                "command": "login",
+                "attributes": {"login_name": login_name, "password": password},
+            },
+            authenticated=False,
+        )
+        token = AuthToken.model_validate(answer.get("attributes") or {})
+        self._transport.set_token(token.token.get_secret_value())
+        return token
