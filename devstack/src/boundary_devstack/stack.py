@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
@@ -503,6 +504,18 @@ class LocalStack:
         )
         self.kubectl("apply", "-f", "-", input_text=json.dumps(_fake_node_manifest()))
         kwok.wait_healthy(lambda: self._node_ready(FAKE_NODE_NAME), 90)
+        self._spawn(
+            "volume-provisioner",
+            [
+                sys.executable,
+                "-m",
+                "boundary_devstack.provisioner",
+                "--kubectl",
+                self._bin("kubectl"),
+                "--kubeconfig",
+                str(kubeconfig),
+            ],
+        )
         # Pods need the namespace's default ServiceAccount, made by the controller-manager.
         kwok.wait_healthy(
             lambda: bool(self.kubectl("get", "serviceaccount", "default", "-o", "name")), 60
