@@ -51,3 +51,17 @@ e2e:
 	$(RUN) pytest -q tests/e2e
 
 test: tools lint typecheck unit e2e
+
+## Benchmarks -------------------------------------------------------------------------------
+.PHONY: bench-api
+bench-api: tools
+	$(RUN) python -m bench.api_create --count $(or $(COUNT),1000)
+
+## Running pods without a container runtime ---------------------------------------------------
+.PHONY: pod-run operator
+pod-run:
+	@test -n "$(POD)" || { echo "usage: make pod-run POD=<namespace>/<pod>"; exit 2; }
+	@$(RUN) python -m boundary_devstack.podrunner "$(POD)" --env-file "$(STACK_ENV)"
+
+operator:
+	@set -a; source "$(STACK_ENV)"; set +a; $(RUN) boundary-operator run

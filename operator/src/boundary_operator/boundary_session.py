@@ -1,0 +1,31 @@
+"""A logged-in Boundary client built from the operator settings."""
+
+from __future__ import annotations
+
+from boundary_api import BoundaryClient
+from boundary_operator.settings import OperatorSettings
+
+
+async def connect(settings: OperatorSettings) -> BoundaryClient:
+    """Log in (password, or the given token). Raises boundary_api errors on failure; the caller
+    turns them into conditions and retries with backoff."""
+    client = BoundaryClient(
+        settings.boundary_addr,
+        verify=settings.boundary_ca_cert or True,
+        retries=2,
+        timeout=15.0,
+    )
+    token = settings.boundary_token.get_secret_value()
+    try:
+        if token:
+            client.use_token(token)
+        else:
+            await client.authenticate_password(
+                settings.boundary_auth_method_id,
+                settings.boundary_login_name,
+                settings.boundary_password.get_secret_value(),
+            )
+    except BaseException:
+        await client.aclose()
+        raise
+    return client

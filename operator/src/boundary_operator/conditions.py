@@ -1,0 +1,38 @@
+"""Status conditions in the Kubernetes style, each stamped with the generation it describes."""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Condition:
+    type: str
+    status: bool
+    reason: str
+    message: str
+
+    def to_status(self, generation: int, previous: list[dict[str, Any]]) -> dict[str, Any]:
+        """Keep lastTransitionTime when the status did not change."""
+        status = "True" if self.status else "False"
+        old = next((c for c in previous if c.get("type") == self.type), None)
+        if old and old.get("status") == status:
+            since = old.get("lastTransitionTime")
+        else:
+            since = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return {
+            "type": self.type,
+            "status": status,
+            "reason": self.reason,
+            "message": self.message,
+            "observedGeneration": generation,
+            "lastTransitionTime": since,
+        }
+
+
+def merge_conditions(
+    conditions: list[Condition], generation: int, previous: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    return [c.to_status(generation, previous) for c in conditions]

@@ -1,0 +1,62 @@
+"""What the handlers share for the operator's lifetime: settings, the Kubernetes client, a
+lazily logged-in Boundary client, and one lock per resource so a timer and an update handler
+never reconcile the same object at once."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from boundary_api import BoundaryClient, Unauthenticated
+from boundary_operator.boundary_session import connect
+from boundary_operator.kube import KubeClient
+from boundary_operator.settings import OperatorSettings
+
+log = logging.getLogger("boundary_operator")
+
+
+@dataclass
+class Runtime:
+    settings: OperatorSettings
+    kube: KubeClient
+    _boundary: BoundaryClient | None = None
+    _login_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    locks: defaultdict[str, asyncio.Lock] = field(default_factory=lambda: defaultdict(asyncio.Lock))
+
+    async def boundary(self) -> BoundaryClient | None:
+        """The logged-in client, or None when the operator has no controller credentials.
+        Login errors propagate so the caller can report them and back off."""
+        if not self.settings.has_controller_credentials:
+            return None
+        async with self._login_lock:
+            if self._boundary is None:
+                self._boundary = await connect(self.settings)
+                log.info("logged in to the Boundary controller at %s", self.settings.boundary_addr)
+            return self._boundary
+
+    async def forget_login(self, error: Exception) -> None:
+        """After Unauthenticated (an expired token), log in afresh next time."""
+        if isinstance(error, Unauthenticated) and self._boundary is not None:
+            await self._boundary.aclose()
+            self._boundary = None
+
+    async def aclose(self) -> None:
+        if self._boundary is not None:
+            await self._boundary.aclose()
+        await self.kube.aclose()
+
+
+_runtime: Runtime | None = None
+
+
+def set_runtime(runtime: Runtime | None) -> None:
+    global _runtime
+    _runtime = runtime
+
+
+def get_runtime() -> Runtime:
+    if _runtime is None:
+        raise RuntimeError("the operator runtime is not started")
+    return _runtime

@@ -1,0 +1,59 @@
+"""Operator configuration: environment variables, each with a matching command-line flag."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_WORKER_IMAGE = "hashicorp/boundary:0.21.1"
+
+
+class OperatorSettings(BaseSettings):
+    """Each field is read from the environment variable in its alias."""
+
+    model_config = SettingsConfigDict(populate_by_name=True, extra="ignore")
+
+    boundary_addr: str = Field(default="", alias="BOUNDARY_ADDR")
+    boundary_ca_cert: str = Field(default="", alias="BOUNDARY_CACERT")
+    boundary_auth_method_id: str = Field(default="", alias="BOUNDARY_AUTH_METHOD_ID")
+    boundary_login_name: str = Field(default="", alias="BOUNDARY_LOGIN_NAME")
+    boundary_password: SecretStr = Field(default=SecretStr(""), alias="BOUNDARY_PASSWORD")
+    boundary_token: SecretStr = Field(default=SecretStr(""), alias="BOUNDARY_TOKEN")
+    cluster_name: str = Field(default="k8s", alias="BOUNDARY_OPERATOR_CLUSTER_NAME")
+    namespaces: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, alias="BOUNDARY_OPERATOR_NAMESPACES"
+    )
+    """Watched namespaces; empty means every namespace (cluster-wide)."""
+    worker_image: str = Field(default=DEFAULT_WORKER_IMAGE, alias="BOUNDARY_OPERATOR_WORKER_IMAGE")
+    cluster_domain: str = Field(default="cluster.local", alias="BOUNDARY_OPERATOR_CLUSTER_DOMAIN")
+    resync_seconds: float = Field(default=60.0, alias="BOUNDARY_OPERATOR_RESYNC_SECONDS")
+
+    @field_validator("namespaces", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [n.strip() for n in value.split(",") if n.strip()]
+        return value
+
+    @field_validator("cluster_name")
+    @classmethod
+    def _cluster_name(cls, value: str) -> str:
+        value = value.lower()
+        if not value or not all(c.isalnum() or c == "-" for c in value) or len(value) > 40:
+            raise ValueError("BOUNDARY_OPERATOR_CLUSTER_NAME must be 1-40 letters, digits or '-'")
+        return value
+
+    @property
+    def has_controller_credentials(self) -> bool:
+        password_login = all(
+            (
+                self.boundary_auth_method_id,
+                self.boundary_login_name,
+                self.boundary_password.get_secret_value(),
+            )
+        )
+        return bool(self.boundary_addr) and (
+            password_login or bool(self.boundary_token.get_secret_value())
+        )

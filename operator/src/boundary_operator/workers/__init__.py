@@ -1,0 +1,1 @@
+"""BoundaryPKIWorker: spec model, manifest builders, registration service and kopf handlers."""

@@ -1,0 +1,351 @@
+"""Pure functions that turn a BoundaryPKIWorker into the manifests the operator applies. No I/O:
+they are unit-tested with golden files."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from boundary_operator import naming
+from boundary_operator.workers.spec import WorkerSpec
+
+PROXY_PORT = 9202
+OPS_PORT = 9203
+CONFIG_DIR = "/opt/boundary/config"
+DATA_DIR = "/opt/boundary/data"
+TOKEN_PATH = "/opt/boundary/token/activation-token"  # noqa: S105 - a path
+CONFIG_FILE = "worker.hcl"
+
+_TEMPLATES = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+    keep_trailing_newline=True,
+    autoescape=False,  # noqa: S701 - HCL, not HTML; values are quoted with tojson
+)
+
+Manifest = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class WorkerContext:
+    """One BoundaryPKIWorker and the operator settings its manifests depend on."""
+
+    name: str
+    namespace: str
+    uid: str
+    spec: WorkerSpec
+    default_image: str
+    cluster_domain: str = "cluster.local"
+    load_balancer_address: str | None = None
+    generation: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def selector_labels(self) -> dict[str, str]:
+        # Never changes with image or version: a StatefulSet's selector is immutable.
+        return {
+            "app.kubernetes.io/name": "boundary-worker",
+            "app.kubernetes.io/instance": self.name,
+        }
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return {
+            **self.selector_labels,
+            "app.kubernetes.io/managed-by": naming.MANAGED_BY,
+            f"{naming.GROUP}/worker": self.name,
+        }
+
+
+def owner_reference(ctx: WorkerContext) -> Manifest:
+    return {
+        "apiVersion": f"{naming.GROUP}/v1alpha1",
+        "kind": "BoundaryPKIWorker",
+        "name": ctx.name,
+        "uid": ctx.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def _metadata(ctx: WorkerContext, name: str, **extra: Any) -> Manifest:
+    return {
+        "name": name,
+        "namespace": ctx.namespace,
+        "labels": ctx.labels,
+        "ownerReferences": [owner_reference(ctx)],
+        **extra,
+    }
+
+
+def worker_tags(ctx: WorkerContext) -> list[tuple[str, list[str]]]:
+    """The user's tags plus the defaults, merged per key, in a stable order."""
+    tags = ctx.spec.normalised_tags()
+    defaults = {
+        "type": ["kubernetes"],
+        "namespace": [ctx.namespace],
+        "boundary_pki_worker": [ctx.name],
+    }
+    for key, values in defaults.items():
+        tags[key] = tags.get(key, []) + [v for v in values if v not in tags.get(key, [])]
+    return sorted(tags.items())
+
+
+def render_worker_hcl(ctx: WorkerContext) -> str:
+    registration = ctx.spec.registration
+    return _TEMPLATES.get_template("worker.hcl.j2").render(
+        name=ctx.name,
+        namespace=ctx.namespace,
+        hcp_cluster_id=registration.hcp_boundary_cluster_id or "",
+        upstreams=registration.initial_upstreams or [],
+        proxy_port=PROXY_PORT,
+        ops_port=OPS_PORT,
+        auth_storage_path=f"{DATA_DIR}/auth",
+        token_path=TOKEN_PATH,
+        tags=worker_tags(ctx),
+    )
+
+
+def restart_checksum(ctx: WorkerContext) -> str:
+    """Hash of the configuration that needs a restart to take effect. Tags are left out: a tag
+    change is reloaded in place (SIGHUP), so it must not roll the pods."""
+    without_tags = ctx.spec.model_copy(update={"tags": {}})
+    plain = WorkerContext(
+        name=ctx.name,
+        namespace=ctx.namespace,
+        uid=ctx.uid,
+        spec=without_tags,
+        default_image=ctx.default_image,
+    )
+    return hashlib.sha256(render_worker_hcl(plain).encode()).hexdigest()[:16]
+
+
+def build_config_map(ctx: WorkerContext) -> Manifest:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _metadata(ctx, naming.config_map_name(ctx.name)),
+        "data": {CONFIG_FILE: render_worker_hcl(ctx)},
+    }
+
+
+def build_token_secret(ctx: WorkerContext, tokens: dict[str, str]) -> Manifest:
+    """One key per pod name; each pod mounts only its own key (subPathExpr)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": _metadata(ctx, naming.token_secret_name(ctx.name)),
+        "data": {
+            pod: base64.b64encode(token.encode()).decode() for pod, token in sorted(tokens.items())
+        },
+    }
+
+
+def build_headless_service(ctx: WorkerContext) -> Manifest:
+    """Gives each pod a stable DNS name, which is its default public address."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _metadata(ctx, naming.headless_service_name(ctx.name)),
+        "spec": {
+            "clusterIP": "None",
+            "publishNotReadyAddresses": True,
+            "selector": ctx.selector_labels,
+            "ports": [
+                {"name": "proxy", "port": PROXY_PORT, "targetPort": "proxy"},
+                {"name": "ops", "port": OPS_PORT, "targetPort": "ops"},
+            ],
+        },
+    }
+
+
+def build_proxy_service(ctx: WorkerContext) -> Manifest:
+    service = ctx.spec.service
+    metadata = _metadata(ctx, naming.proxy_service_name(ctx.name))
+    if service.annotations:
+        metadata["annotations"] = dict(sorted(service.annotations.items()))
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata,
+        "spec": {
+            "type": service.type,
+            "selector": ctx.selector_labels,
+            "ports": [{"name": "proxy", "port": PROXY_PORT, "targetPort": "proxy"}],
+        },
+    }
+
+
+def public_address(ctx: WorkerContext) -> str:
+    """What clients dial: spec.publicAddress, else the proxy Service's load balancer, else
+    each pod's stable DNS name through the headless Service ($(POD_NAME) is expanded by the
+    kubelet)."""
+    if ctx.spec.public_address:
+        return ctx.spec.public_address
+    if ctx.spec.service.type == "LoadBalancer" and ctx.load_balancer_address:
+        return f"{ctx.load_balancer_address}:{PROXY_PORT}"
+    headless = naming.headless_service_name(ctx.name)
+    return f"$(POD_NAME).{headless}.{ctx.namespace}.svc.{ctx.cluster_domain}:{PROXY_PORT}"
+
+
+_READY_PROBE = (
+    f"curl -fsS 'http://127.0.0.1:{OPS_PORT}/health?worker_info=true' | "
+    'grep -Eq \'"upstream_connection_state": ?"READY"\''
+)
+
+
+def _resources(ctx: WorkerContext) -> Manifest:
+    out: Manifest = {}
+    for kind in ("requests", "limits"):
+        values = getattr(ctx.spec.resources, kind).model_dump(exclude_none=True)
+        if values:
+            out[kind] = values
+    return out
+
+
+def _field_env(name: str, path: str) -> Manifest:
+    return {"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}}
+
+
+def build_stateful_set(ctx: WorkerContext) -> Manifest:
+    template = ctx.spec.pod_template
+    storage = ctx.spec.resources.storage
+    claim_spec: Manifest = {
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": storage.size}},
+    }
+    if storage.storage_class_name:
+        claim_spec["storageClassName"] = storage.storage_class_name
+    annotations = {
+        **template.annotations,
+        f"{naming.GROUP}/config-checksum": restart_checksum(ctx),
+    }
+    pod_spec: Manifest = {
+        "serviceAccountName": "default",
+        "automountServiceAccountToken": False,
+        "terminationGracePeriodSeconds": 60,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "seccompProfile": {"type": "RuntimeDefault"},
+            "fsGroup": 1000,
+            "fsGroupChangePolicy": "OnRootMismatch",
+        },
+        "containers": [
+            {
+                "name": "worker",
+                "image": ctx.spec.image or ctx.default_image,
+                "command": ["boundary", "server", f"-config={CONFIG_DIR}/{CONFIG_FILE}"],
+                "env": [
+                    _field_env("POD_NAME", "metadata.name"),
+                    _field_env("POD_NAMESPACE", "metadata.namespace"),
+                    _field_env("POD_IP", "status.podIP"),
+                    {"name": "BOUNDARY_WORKER_PUBLIC_ADDR", "value": public_address(ctx)},
+                    {"name": "SKIP_SETCAP", "value": "true"},
+                    *template.env,
+                ],
+                "ports": [
+                    {"name": "proxy", "containerPort": PROXY_PORT, "protocol": "TCP"},
+                    {"name": "ops", "containerPort": OPS_PORT, "protocol": "TCP"},
+                ],
+                "livenessProbe": {
+                    "httpGet": {"path": "/health", "port": "ops"},
+                    "periodSeconds": 10,
+                    "failureThreshold": 6,
+                    "timeoutSeconds": 3,
+                },
+                # /health always answers 200; only the body says whether the upstream is READY.
+                "readinessProbe": {
+                    "exec": {"command": ["/bin/sh", "-c", _READY_PROBE]},
+                    "periodSeconds": 5,
+                    "failureThreshold": 3,
+                    "timeoutSeconds": 3,
+                },
+                "resources": _resources(ctx),
+                "securityContext": {
+                    "allowPrivilegeEscalation": False,
+                    "readOnlyRootFilesystem": True,
+                    "capabilities": {"drop": ["ALL"]},
+                },
+                "volumeMounts": [
+                    {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
+                    {"name": "data", "mountPath": DATA_DIR},
+                    {
+                        "name": "token",
+                        "mountPath": TOKEN_PATH,
+                        "subPathExpr": "$(POD_NAME)",
+                        "readOnly": True,
+                    },
+                    {"name": "tmp", "mountPath": "/tmp"},
+                ],
+            }
+        ],
+        "volumes": [
+            {"name": "config", "configMap": {"name": naming.config_map_name(ctx.name)}},
+            {
+                "name": "token",
+                "secret": {"secretName": naming.token_secret_name(ctx.name), "defaultMode": 0o400},
+            },
+            {"name": "tmp", "emptyDir": {}},
+        ],
+    }
+    for key, value in (
+        ("nodeSelector", template.node_selector),
+        ("tolerations", template.tolerations),
+        ("affinity", template.affinity),
+        ("priorityClassName", template.priority_class_name),
+    ):
+        if value:
+            pod_spec[key] = value
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": _metadata(ctx, ctx.name),
+        "spec": {
+            "serviceName": naming.headless_service_name(ctx.name),
+            "replicas": ctx.spec.replicas,
+            "podManagementPolicy": "Parallel",
+            "selector": {"matchLabels": ctx.selector_labels},
+            # A replica's auth storage is useless once its Boundary worker is deregistered
+            # (scale down, deletion); keeping it would make a new token be ignored.
+            "persistentVolumeClaimRetentionPolicy": {
+                "whenDeleted": "Delete",
+                "whenScaled": "Delete",
+            },
+            "template": {
+                "metadata": {
+                    "labels": {**template.labels, **ctx.labels},
+                    "annotations": dict(sorted(annotations.items())),
+                },
+                "spec": pod_spec,
+            },
+            "volumeClaimTemplates": [
+                {
+                    "metadata": {"name": "data", "labels": ctx.selector_labels},
+                    "spec": claim_spec,
+                }
+            ],
+        },
+    }
+
+
+def build_all(ctx: WorkerContext, tokens: dict[str, str]) -> list[Manifest]:
+    return [
+        build_config_map(ctx),
+        build_token_secret(ctx, tokens),
+        build_headless_service(ctx),
+        build_proxy_service(ctx),
+        build_stateful_set(ctx),
+    ]
+
+
+def dumps(manifest: Manifest) -> str:
+    return json.dumps(manifest, indent=2, sort_keys=True) + "\n"

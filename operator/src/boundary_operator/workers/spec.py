@@ -1,0 +1,77 @@
+"""The BoundaryPKIWorker spec as pydantic models (camelCase aliases, as in the CRD)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+
+class SpecModel(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+
+class SecretRef(SpecModel):
+    name: str
+    key: str | None = None
+
+
+class Registration(SpecModel):
+    hcp_boundary_cluster_id: str | None = Field(default=None, alias="hcpBoundaryClusterID")
+    initial_upstreams: list[str] | None = None
+    controller_generated_activation_token: str | None = Field(default=None, repr=False)
+    activation_token_secret_ref: SecretRef | None = None
+
+    @property
+    def mode(self) -> Literal["automatic", "plain-text", "secret-ref"]:
+        if self.controller_generated_activation_token:
+            return "plain-text"
+        if self.activation_token_secret_ref:
+            return "secret-ref"
+        return "automatic"
+
+
+class Quantities(SpecModel):
+    cpu: str | None = None
+    memory: str | None = None
+
+
+class Storage(SpecModel):
+    storage_class_name: str | None = None
+    size: str = "1Gi"
+
+
+class Resources(SpecModel):
+    requests: Quantities = Field(default_factory=Quantities)
+    limits: Quantities = Field(default_factory=Quantities)
+    storage: Storage = Field(default_factory=Storage)
+
+
+class ServiceSpec(SpecModel):
+    type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = "ClusterIP"
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+class PodTemplate(SpecModel):
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: list[dict[str, Any]] = Field(default_factory=list)
+    affinity: dict[str, Any] | None = None
+    priority_class_name: str | None = None
+    env: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class WorkerSpec(SpecModel):
+    replicas: int = 1
+    image: str | None = None
+    public_address: str | None = None
+    registration: Registration
+    resources: Resources = Field(default_factory=Resources)
+    tags: dict[str, str | list[str]] = Field(default_factory=dict)
+    service: ServiceSpec = Field(default_factory=ServiceSpec)
+    pod_template: PodTemplate = Field(default_factory=PodTemplate)
+
+    def normalised_tags(self) -> dict[str, list[str]]:
+        return {k: [v] if isinstance(v, str) else list(v) for k, v in self.tags.items()}

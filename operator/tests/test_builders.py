@@ -1,0 +1,145 @@
+"""The manifest builders against golden files, and the rendered worker.hcl against pyhcl.
+
+Regenerate the golden files after an intended change with UPDATE_GOLDEN=1."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import hcl  # type: ignore[import-untyped]
+import pytest
+
+from boundary_operator.workers import builders
+from boundary_operator.workers.spec import WorkerSpec
+
+GOLDEN = Path(__file__).parent / "golden"
+
+CASES: dict[str, dict[str, Any]] = {
+    "minimal": {"registration": {"initialUpstreams": ["controller.boundary:9201"]}},
+    "full": {
+        "replicas": 3,
+        "image": "registry.example/boundary-worker:0.21.1",
+        "registration": {"hcpBoundaryClusterID": "4a3a8bd1-3f32-4bd4-a3cc-8bbf2d4b2e56"},
+        "resources": {
+            "requests": {"cpu": "100m", "memory": "128Mi"},
+            "limits": {"cpu": "1", "memory": "512Mi"},
+            "storage": {"storageClassName": "fast", "size": "2Gi"},
+        },
+        "tags": {"type": ["edge", "kubernetes"], "region": "eu-west-1", "zz": ["1", "2"]},
+        "service": {"type": "LoadBalancer", "annotations": {"lb.example/internal": "true"}},
+        "podTemplate": {
+            "labels": {"team": "net"},
+            "annotations": {"a": "b"},
+            "nodeSelector": {"kubernetes.io/os": "linux"},
+            "tolerations": [{"key": "edge", "operator": "Exists", "effect": "NoSchedule"}],
+            "affinity": {"podAntiAffinity": {}},
+            "priorityClassName": "high",
+            "env": [{"name": "HTTP_PROXY", "value": "http://proxy:3128"}],
+        },
+    },
+}
+
+
+def context(case: str, **overrides: Any) -> builders.WorkerContext:
+    return builders.WorkerContext(
+        name="edge",
+        namespace="net",
+        uid="0b1c2d3e-0000-4000-8000-000000000000",
+        spec=WorkerSpec.model_validate(CASES[case]),
+        default_image="hashicorp/boundary:0.21.1",
+        **overrides,
+    )
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_manifests_match_golden_files(case: str) -> None:
+    manifests = builders.build_all(context(case), {"edge-0": "neslat_fake"})
+    rendered = {f"{m['kind']}-{m['metadata']['name']}.json": builders.dumps(m) for m in manifests}
+    rendered["worker.hcl"] = builders.render_worker_hcl(context(case))
+    directory = GOLDEN / case
+    if os.environ.get("UPDATE_GOLDEN"):
+        directory.mkdir(parents=True, exist_ok=True)
+        for name, text in rendered.items():
+            (directory / name).write_text(text)
+    assert sorted(p.name for p in directory.iterdir()) == sorted(rendered)
+    for name, text in rendered.items():
+        assert (directory / name).read_text() == text, f"{case}/{name} differs"
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_worker_hcl_parses_and_carries_the_settings(case: str) -> None:
+    parsed = hcl.loads(builders.render_worker_hcl(context(case)))
+    worker = parsed["worker"]
+    assert worker["controller_generated_activation_token"] == (
+        "file:///opt/boundary/token/activation-token"
+    )
+    assert worker["public_addr"] == "env://BOUNDARY_WORKER_PUBLIC_ADDR"
+    assert worker["auth_storage_path"] == "/opt/boundary/data/auth"
+    assert parsed["disable_mlock"] is True
+    # pyhcl folds repeated `listener "tcp"` blocks into the last one (Boundary's HCL keeps a
+    # list), so each block is parsed on its own.
+    text = builders.render_worker_hcl(context(case))
+    blocks = re.findall(r'listener "tcp" \{.*?\n\}', text, flags=re.DOTALL)
+    listeners = [hcl.loads(block)["listener"]["tcp"] for block in blocks]
+    assert {(lst["purpose"], lst["address"]) for lst in listeners} == {
+        ("proxy", "0.0.0.0:9202"),
+        ("ops", "0.0.0.0:9203"),
+    }
+    assert worker["tags"]["namespace"] == ["net"]
+    assert worker["tags"]["boundary_pki_worker"] == ["edge"]
+    assert "kubernetes" in worker["tags"]["type"]
+
+
+def test_tags_merge_with_defaults_in_a_stable_order() -> None:
+    tags = builders.worker_tags(context("full"))
+    assert [k for k, _ in tags] == sorted(k for k, _ in tags)
+    assert dict(tags)["type"] == ["edge", "kubernetes"]
+    assert dict(tags)["region"] == ["eu-west-1"]
+
+
+def test_no_token_in_the_config_map_and_one_key_per_pod_in_the_secret() -> None:
+    ctx = context("minimal")
+    config = json.dumps(builders.build_config_map(ctx))
+    assert "neslat" not in config
+    secret = builders.build_token_secret(ctx, {"edge-1": "b", "edge-0": "a"})
+    assert list(secret["data"]) == ["edge-0", "edge-1"]
+
+
+def test_tag_changes_do_not_roll_pods_but_other_changes_do() -> None:
+    base = context("minimal")
+    retagged = builders.WorkerContext(
+        name=base.name,
+        namespace=base.namespace,
+        uid=base.uid,
+        default_image=base.default_image,
+        spec=base.spec.model_copy(update={"tags": {"new": "tag"}}),
+    )
+    assert builders.restart_checksum(base) == builders.restart_checksum(retagged)
+    moved = builders.WorkerContext(
+        name=base.name,
+        namespace=base.namespace,
+        uid=base.uid,
+        default_image=base.default_image,
+        spec=WorkerSpec.model_validate({"registration": {"initialUpstreams": ["other:9201"]}}),
+    )
+    assert builders.restart_checksum(base) != builders.restart_checksum(moved)
+
+
+def test_selector_never_changes_with_image() -> None:
+    a = builders.build_stateful_set(context("minimal"))
+    b = builders.build_stateful_set(context("full"))
+    assert a["spec"]["selector"] == b["spec"]["selector"]
+
+
+def test_public_address_follows_the_service() -> None:
+    assert builders.public_address(context("minimal")) == (
+        "$(POD_NAME).edge-workers.net.svc.cluster.local:9202"
+    )
+    assert (
+        builders.public_address(context("full", load_balancer_address="203.0.113.7"))
+        == "203.0.113.7:9202"
+    )
