@@ -20,6 +20,7 @@ from boundary_api.errors import (
     NotFound,
     PermissionDenied,
     ProtocolError,
+    RateLimited,
     StaleVersion,
     Unauthenticated,
     Unavailable,
@@ -104,6 +105,14 @@ class Transport:
                     method=method,
                     path=path,
                 ) from exc
+            if response.status_code == 429 and attempt < max(retries, self.retries):
+                # Rate limited: the controller did not act on the request, so even a
+                # non-idempotent call is safe to send again, after the time it asks for.
+                attempt += 1
+                await self._sleep(
+                    attempt, method, path, "HTTP 429", at_least=_retry_after(response)
+                )
+                continue
             if response.status_code >= 500 and attempt < retries:
                 attempt += 1
                 await self._sleep(attempt, method, path, f"HTTP {response.status_code}")
@@ -113,10 +122,19 @@ class Transport:
                 return {}
             return _decode(response, method, path)
 
-    async def _sleep(self, attempt: int, method: str, path: str, why: str) -> None:
-        delay = random.uniform(0, self.backoff * 2 ** (attempt - 1))  # noqa: S311 - jitter
+    async def _sleep(
+        self, attempt: int, method: str, path: str, why: str, at_least: float = 0.0
+    ) -> None:
+        delay = at_least + random.uniform(0, self.backoff * 2 ** (attempt - 1))  # noqa: S311
         log.info("retrying %s %s after %s (attempt %d, %.2fs)", method, path, why, attempt, delay)
         await asyncio.sleep(delay)
+
+
+def _retry_after(response: httpx.Response) -> float:
+    try:
+        return min(60.0, float(response.headers.get("Retry-After", "1")))
+    except ValueError:
+        return 1.0
 
 
 def _query(params: Mapping[str, str | int | bool] | None) -> dict[str, str] | None:
@@ -130,6 +148,8 @@ def _query(params: Mapping[str, str | int | bool] | None) -> dict[str, str] | No
 
 
 def _decode(response: httpx.Response, method: str, path: str) -> JSONObject:
+    if response.status_code == 429:
+        raise _rate_limited(response, method, path)
     if (response.status_code == 204 or not response.content) and response.is_success:
         return {}
     try:
@@ -146,6 +166,16 @@ def _decode(response: httpx.Response, method: str, path: str) -> JSONObject:
     if response.is_success:
         return payload
     raise error_from_body(payload, response.status_code, method, path)
+
+
+def _rate_limited(response: httpx.Response, method: str, path: str) -> RateLimited:
+    return RateLimited(
+        f"rate limited by the controller; retry after {_retry_after(response):.0f} s",
+        kind="ResourceExhausted",
+        status=429,
+        method=method,
+        path=path,
+    )
 
 
 def error_from_body(payload: JSONObject, status: int, method: str, path: str) -> BoundaryError:

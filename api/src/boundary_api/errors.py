@@ -80,6 +80,10 @@ class Unavailable(BoundaryError):
     chained (`__cause__`) where there is one."""
 
 
+class RateLimited(Unavailable):
+    """The controller's request quota is used up (HTTP 429), after any retries."""
+
+
 class InvalidListToken(BoundaryError):
     """A stored list token was refused. Listings recover by themselves by listing afresh; this
     surfaces only from low-level calls."""

@@ -5,6 +5,7 @@ kopf, so the sync logic can be tested and benchmarked alone."""
 from __future__ import annotations
 
 import base64
+import datetime
 import json
 import os
 import ssl
@@ -207,6 +208,39 @@ class KubeClient:
         except KubeNotFound:
             return False
         return True
+
+    async def post_event(
+        self, involved: Manifest, event_type: str, reason: str, message: str
+    ) -> None:
+        """A core/v1 Event about `involved`, as `kubectl describe` shows them."""
+        meta = involved["metadata"]
+        now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {
+                "apiVersion": involved.get("apiVersion", "v1"),
+                "kind": involved["kind"],
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta["uid"],
+            },
+            "type": event_type,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": FIELD_MANAGER},
+            "reportingComponent": FIELD_MANAGER,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        await self._request(
+            "POST",
+            resource_path("Event", meta["namespace"]),
+            body=event,
+            content_type="application/json",
+        )
 
     async def patch_merge(
         self, kind: str, namespace: str | None, name: str, patch: Manifest, sub: str = ""

@@ -26,13 +26,19 @@ FLAGS = {
     "--namespaces": "BOUNDARY_OPERATOR_NAMESPACES",
     "--worker-image": "BOUNDARY_OPERATOR_WORKER_IMAGE",
     "--cluster-domain": "BOUNDARY_OPERATOR_CLUSTER_DOMAIN",
+    "--default-scope": "BOUNDARY_OPERATOR_DEFAULT_SCOPE",
+    "--alias-template": "BOUNDARY_OPERATOR_ALIAS_TEMPLATE",
+    "--target-address": "BOUNDARY_OPERATOR_TARGET_ADDRESS",
+    "--resync-seconds": "BOUNDARY_OPERATOR_RESYNC_SECONDS",
 }
 # Secrets are taken only from the environment (BOUNDARY_PASSWORD, BOUNDARY_TOKEN): a flag would
 # show in the process list.
 
 
 def _register_handlers() -> None:
-    from boundary_operator.workers import handlers  # noqa: F401 - registers with kopf
+    # Importing registers the handlers with kopf.
+    from boundary_operator.services import handlers as service_handlers  # noqa: F401
+    from boundary_operator.workers import handlers as worker_handlers  # noqa: F401
 
 
 @kopf.on.login()

@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 from boundary_api import BoundaryClient, Unauthenticated
 from boundary_operator.boundary_session import connect
 from boundary_operator.kube import KubeClient
+from boundary_operator.services.desired import SyncSettings
+from boundary_operator.services.publisher import ServicePublisher
+from boundary_operator.services.sync import ServiceSync
 from boundary_operator.settings import OperatorSettings
 
 log = logging.getLogger("boundary_operator")
@@ -23,6 +26,7 @@ class Runtime:
     kube: KubeClient
     _boundary: BoundaryClient | None = None
     _login_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _publisher: ServicePublisher | None = None
     locks: defaultdict[str, asyncio.Lock] = field(default_factory=lambda: defaultdict(asyncio.Lock))
 
     async def boundary(self) -> BoundaryClient | None:
@@ -36,7 +40,28 @@ class Runtime:
                 log.info("logged in to the Boundary controller at %s", self.settings.boundary_addr)
             return self._boundary
 
-    async def forget_login(self, error: Exception) -> None:
+    async def publisher(self) -> ServicePublisher | None:
+        """The Service publisher bound to the current login (its views go with the login)."""
+        boundary = await self.boundary()
+        if boundary is None:
+            return None
+        if self._publisher is None or self._publisher.sync.boundary is not boundary:
+            s = self.settings
+            self._publisher = ServicePublisher(
+                kube=self.kube,
+                sync=ServiceSync(boundary, s.cluster_name),
+                settings=SyncSettings(
+                    cluster_name=s.cluster_name,
+                    default_scope=s.default_scope,
+                    alias_template=s.alias_template,
+                    cluster_domain=s.cluster_domain,
+                    address_mode=s.target_address,
+                ),
+                namespaces=list(s.namespaces),
+            )
+        return self._publisher
+
+    async def forget_login(self, error: BaseException) -> None:
         """After Unauthenticated (an expired token), log in afresh next time."""
         if isinstance(error, Unauthenticated) and self._boundary is not None:
             await self._boundary.aclose()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -29,6 +29,15 @@ class OperatorSettings(BaseSettings):
     worker_image: str = Field(default=DEFAULT_WORKER_IMAGE, alias="BOUNDARY_OPERATOR_WORKER_IMAGE")
     cluster_domain: str = Field(default="cluster.local", alias="BOUNDARY_OPERATOR_CLUSTER_DOMAIN")
     resync_seconds: float = Field(default=60.0, alias="BOUNDARY_OPERATOR_RESYNC_SECONDS")
+    """How often Services are fully resynced (drift repair, orphans, Secret changes)."""
+    default_scope: str = Field(default="", alias="BOUNDARY_OPERATOR_DEFAULT_SCOPE")
+    """Project (id or name) for Services without a scope annotation."""
+    alias_template: str = Field(
+        default="{service}.{namespace}.{cluster}", alias="BOUNDARY_OPERATOR_ALIAS_TEMPLATE"
+    )
+    target_address: Literal["dns", "clusterip"] = Field(
+        default="dns", alias="BOUNDARY_OPERATOR_TARGET_ADDRESS"
+    )
 
     @field_validator("namespaces", mode="before")
     @classmethod

@@ -1,0 +1,1 @@
+"""Kubernetes Services published as Boundary targets with aliases and brokered credentials."""

@@ -1,0 +1,82 @@
+"""kopf handlers for Services: every Service event is published (or unpublished) at once, and
+a background loop resyncs everything periodically. Thin: the work is in ServicePublisher."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import kopf
+
+from boundary_api import BoundaryError
+from boundary_operator.kube import KubeError
+from boundary_operator.runtime import get_runtime
+
+log = logging.getLogger("boundary_operator.services")
+_resync_task: asyncio.Task[None] | None = None
+
+
+@kopf.on.event("", "v1", "services")
+async def service_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+    runtime = get_runtime()
+    try:
+        publisher = await runtime.publisher()
+        if publisher is None:
+            return
+        if event["type"] == "DELETED":
+            await publisher.unpublish(body["metadata"]["uid"])
+        else:
+            await publisher.publish(dict(body))
+    except (BoundaryError, KubeError) as exc:
+        # The periodic resync retries; say what happened on the Service meanwhile.
+        await runtime.forget_login(exc)
+        log.warning(
+            "sync of %s/%s failed: %s",
+            body["metadata"].get("namespace"),
+            body["metadata"].get("name"),
+            exc,
+        )
+        if event["type"] != "DELETED":
+            kopf.warn(body, reason="SyncFailed", message=str(exc))
+
+
+async def _resync_forever() -> None:
+    runtime = get_runtime()
+    failures = 0
+    while True:
+        try:
+            publisher = await runtime.publisher()
+            if publisher is not None:
+                report = await publisher.resync()
+                log.info(
+                    "resync: %d services, %d removed, %d with problems, %d writes, %d reads",
+                    report.services,
+                    report.removed,
+                    report.problems,
+                    report.writes,
+                    report.reads,
+                )
+            failures = 0
+            delay = runtime.settings.resync_seconds
+        except (BoundaryError, KubeError) as exc:
+            await runtime.forget_login(exc)
+            failures += 1
+            delay = min(runtime.settings.resync_seconds, 2.0 * 2**failures)
+            log.warning("resync failed (%s); next try in %.0f s", exc, delay)
+        await asyncio.sleep(delay)
+
+
+@kopf.on.startup()
+async def start_resync(**_: Any) -> None:
+    global _resync_task
+    _resync_task = asyncio.create_task(_resync_forever(), name="service-resync")
+
+
+@kopf.on.cleanup()
+async def stop_resync(**_: Any) -> None:
+    if _resync_task is not None:
+        _resync_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await _resync_task

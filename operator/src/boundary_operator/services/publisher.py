@@ -1,0 +1,151 @@
+"""Publishes Kubernetes Services through the sync engine: reads what a Service refers to,
+validates its annotations before any API call, reports back on the Service (Events and the
+targets annotation), and runs the periodic full resync that repairs drift and removes orphans."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass, field
+
+from boundary_operator.kube import KubeClient, Manifest
+from boundary_operator.services.desired import (
+    CREDENTIALS_SECRET,
+    TARGETS_STATUS,
+    WORKER,
+    SyncSettings,
+    desired_targets,
+    is_exposed,
+)
+from boundary_operator.services.sync import ServiceSync
+
+log = logging.getLogger("boundary_operator.services")
+CONCURRENCY = 8
+
+
+@dataclass
+class ResyncReport:
+    services: int = 0
+    removed: int = 0
+    problems: int = 0
+    writes: int = 0
+    reads: int = 0
+
+
+@dataclass
+class ServicePublisher:
+    kube: KubeClient
+    sync: ServiceSync
+    settings: SyncSettings
+    namespaces: list[str] = field(default_factory=list)
+    _reported: dict[str, str] = field(default_factory=dict)
+
+    async def publish(self, service: Manifest) -> bool:
+        """Sync one Service; True when it is valid (or not exposed) and synced."""
+        meta = service["metadata"]
+        uid, namespace, name = meta["uid"], meta["namespace"], meta["name"]
+        if not is_exposed(service) or meta.get("deletionTimestamp"):
+            return await self.unpublish(uid, service)
+        annotations = meta.get("annotations") or {}
+        secrets: dict[str, Manifest] = {}
+        if annotations.get(CREDENTIALS_SECRET):
+            secret = await self.kube.get("Secret", namespace, annotations[CREDENTIALS_SECRET])
+            if secret is not None:
+                secrets[annotations[CREDENTIALS_SECRET]] = secret
+        workers: set[str] = set()
+        if annotations.get(WORKER):
+            workers = {
+                w["metadata"]["name"] for w in await self.kube.list("BoundaryPKIWorker", namespace)
+            }
+        desired = desired_targets(service, self.settings, secrets=secrets, worker_names=workers)
+        if desired.problems:
+            await self._report(
+                service, "Warning", "InvalidAnnotations", "; ".join(desired.problems)
+            )
+            return False
+        outcome = await self.sync.sync_service(namespace, name, uid, desired.targets)
+        if outcome.problems:
+            await self._report(service, "Warning", "SyncConflict", "; ".join(outcome.problems))
+        elif outcome.changes:
+            await self._report(service, "Normal", "Synced", "; ".join(outcome.changes))
+        else:
+            self._reported.pop(uid, None)
+        await self._annotate(service, outcome.targets)
+        return not outcome.problems
+
+    async def unpublish(self, uid: str, service: Manifest | None = None) -> bool:
+        outcome = await self.sync.remove_service(uid)
+        if (
+            outcome.changes
+            and service is not None
+            and not service["metadata"].get("deletionTimestamp")
+        ):
+            await self._report(service, "Normal", "Unpublished", "; ".join(outcome.changes))
+            await self._annotate(service, None)
+        return True
+
+    async def _report(self, service: Manifest, kind: str, reason: str, message: str) -> None:
+        # One Event per distinct problem, not one per resync.
+        uid = service["metadata"]["uid"]
+        if kind == "Warning" and self._reported.get(uid) == message:
+            return
+        self._reported[uid] = message
+        service = {**service, "kind": "Service", "apiVersion": "v1"}
+        await self.kube.post_event(service, kind, reason, message)
+
+    async def _annotate(self, service: Manifest, targets: dict[str, str] | None) -> None:
+        meta = service["metadata"]
+        value = json.dumps(targets, sort_keys=True) if targets else None
+        if (meta.get("annotations") or {}).get(TARGETS_STATUS) == value:
+            return
+        await self.kube.patch_merge(
+            "Service",
+            meta["namespace"],
+            meta["name"],
+            {"metadata": {"annotations": {TARGETS_STATUS: value}}},
+        )
+
+    async def resync(self) -> ResyncReport:
+        """Full pass: refresh the views by delta, publish every exposed Service, remove what
+        belongs to Services that are gone (deleted while the operator was down, say)."""
+        report = ResyncReport()
+        writes, reads = self.sync.writes, self.sync.reads
+        await self.sync.refresh()
+        services: list[Manifest] = []
+        for namespace in self.namespaces or [None]:  # type: ignore[list-item]
+            services += await self.kube.list("Service", namespace)
+        exposed = [s for s in services if is_exposed(s)]
+        report.services = len(exposed)
+        limit = asyncio.Semaphore(CONCURRENCY)
+
+        async def one(service: Manifest) -> bool:
+            async with limit:
+                return await self.publish(service)
+
+        results = await asyncio.gather(*(one(s) for s in exposed), return_exceptions=True)
+        for service, result in zip(exposed, results, strict=True):
+            if isinstance(result, BaseException):
+                log.warning(
+                    "sync of %s/%s failed: %s",
+                    service["metadata"]["namespace"],
+                    service["metadata"]["name"],
+                    result,
+                )
+                report.problems += 1
+            elif not result:
+                report.problems += 1
+        live = {s["metadata"]["uid"] for s in exposed}
+        watched = set(self.namespaces)
+        for owner_uid in self.sync.owned_service_uids() - live:
+            if watched and not self._owner_namespace(owner_uid) & watched:
+                continue
+            await self.unpublish(owner_uid)
+            report.removed += 1
+        report.writes, report.reads = self.sync.writes - writes, self.sync.reads - reads
+        return report
+
+    def _owner_namespace(self, uid: str) -> set[str]:
+        return {o.namespace for o, _ in self.sync.owned_targets(uid).values()} | {
+            o.namespace for o, _ in self.sync.owned_aliases(uid).values()
+        }
