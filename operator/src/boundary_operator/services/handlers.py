@@ -51,12 +51,15 @@ async def _resync_forever() -> None:
             if publisher is not None:
                 report = await publisher.resync()
                 log.info(
-                    "resync: %d services, %d removed, %d with problems, %d writes, %d reads",
+                    "resync: %d services, %d removed, %d with problems, %d writes, %d reads; "
+                    "since start: %d writes, %d reads",
                     report.services,
                     report.removed,
                     report.problems,
                     report.writes,
                     report.reads,
+                    publisher.sync.writes,
+                    publisher.sync.reads,
                 )
             failures = 0
             delay = runtime.settings.resync_seconds

@@ -10,8 +10,10 @@ without our marker is never modified or deleted."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import defaultdict
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +54,13 @@ class Owner:
             )
         except KeyError:
             return None
+
+
+async def _already_gone_ok(deletion: Awaitable[None]) -> None:
+    """A delete whose object is already gone (an event and a resync racing, or a hand-made
+    deletion) has done its job."""
+    with contextlib.suppress(NotFound):
+        await deletion
 
 
 def _extra(description: str, key: str) -> str:
@@ -322,13 +331,13 @@ class ServiceSync:
         self.writes += 3
         updated = await self.boundary.targets.set_credential_sources(target.id, target.version, [])
         self._targets[updated.id] = updated
-        await self.boundary.credentials.delete(credential_id)
-        await self.boundary.credential_stores.delete(store_id)
+        await _already_gone_ok(self.boundary.credentials.delete(credential_id))
+        await _already_gone_ok(self.boundary.credential_stores.delete(store_id))
         outcome.changes.append(f"removed brokered credential {credential_id}")
 
     async def _delete_alias(self, alias: Alias, outcome: Outcome) -> None:
         self.writes += 1
-        await self.boundary.aliases.delete(alias.id)
+        await _already_gone_ok(self.boundary.aliases.delete(alias.id))
         self._aliases.pop(alias.id, None)
         outcome.changes.append(f"deleted alias {alias.value}")
 
@@ -344,10 +353,12 @@ class ServiceSync:
                 credential = None
             if credential is not None and self._ours(credential.description):
                 self.writes += 2
-                await self.boundary.credentials.delete(credential.id)
-                await self.boundary.credential_stores.delete(credential.credential_store_id)
+                await _already_gone_ok(self.boundary.credentials.delete(credential.id))
+                await _already_gone_ok(
+                    self.boundary.credential_stores.delete(credential.credential_store_id)
+                )
         self.writes += 1
-        await self.boundary.targets.delete(target.id)
+        await _already_gone_ok(self.boundary.targets.delete(target.id))
         self._targets.pop(target.id, None)
         outcome.changes.append(f"deleted target {target.id}")
         for alias_id, (_, owned) in self.owned_aliases().items():

@@ -1,0 +1,206 @@
+"""`boundary-agent`: run the daemon, or talk to a running one through its control API."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import logging
+import os
+import signal
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from boundary_agent.config import ConfigError, load_config
+from boundary_agent.daemon import Agent
+from boundary_agent.dns import DNSListenError
+from boundary_agent.resolver import ResolverIntegration
+
+
+def _control_url(path: str) -> str:
+    port = os.environ.get("BOUNDARY_CLIENT_AGENT_LISTENING_PORT", "9300")
+    return f"http://127.0.0.1:{port}/v1/{path}"
+
+
+def _call(method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(  # noqa: S310 - a fixed http://127.0.0.1 URL
+        _control_url(path),
+        data=data,
+        method=method,
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+            answer: dict[str, Any] = json.loads(response.read() or b"{}")
+            return answer
+    except urllib.error.HTTPError as exc:
+        detail = json.loads(exc.read() or b"{}").get("message", exc.reason)
+        raise SystemExit(f"boundary-agent: {detail}") from None
+    except urllib.error.URLError as exc:
+        raise SystemExit(
+            f"boundary-agent: no agent answers at {_control_url('')}: {exc.reason}"
+        ) from None
+
+
+async def _run(config_path: Path | None) -> int:
+    config = load_config(config_path)
+    agent = Agent(config)
+    integration = ResolverIntegration(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, lambda: _reload(agent, config_path))
+    bound = await agent.start()
+    try:
+        integration.install(bound)
+        logging.getLogger("boundary_agent").info(
+            "DNS on %s; control API on port %s", ", ".join(bound), config.control_listen_port
+        )
+        token = os.environ.get("BOUNDARY_TOKEN")
+        if token and config.boundary_addr:
+            await agent.add_token(os.getuid(), config.boundary_addr, token)
+        await stop.wait()
+    finally:
+        integration.restore()
+        await agent.stop()
+    return 0
+
+
+def _reload(agent: Agent, config_path: Path | None) -> None:
+    """SIGHUP: apply the fields that can change without dropping sessions."""
+    try:
+        fresh = load_config(config_path)
+    except ConfigError as exc:
+        agent.record_error(f"reload refused: {exc}")
+        return
+    agent.config = agent.config.model_copy(
+        update={
+            "alias_refresh_interval": fresh.alias_refresh_interval,
+            "dns_request_timeout": fresh.dns_request_timeout,
+            "log_level": fresh.log_level,
+            "override_upstream_dns_servers": fresh.override_upstream_dns_servers,
+            "auto_pause_failures": fresh.auto_pause_failures,
+        }
+    )
+    agent.resolver.timeout = fresh.dns_request_timeout
+    if fresh.override_upstream_dns_servers:
+        agent.resolver.upstreams = fresh.upstreams()
+    logging.getLogger("boundary_agent").setLevel(fresh.log_level.upper().replace("TRACE", "DEBUG"))
+
+
+def _print_status(status: dict[str, Any]) -> None:
+    print("Status:")
+    for key, label in (
+        ("status", "Status"),
+        ("version", "Version"),
+        ("boundary_addr", "Address"),
+        ("auth_token_id", "Auth Token Id"),
+        ("auth_token_expiry", "Auth Token Expiration"),
+    ):
+        if status.get(key):
+            print(f"  {label + ':':24}{status[key]}")
+    for key, label in (("warnings", "Recent warnings"), ("errors", "Recent errors")):
+        if status.get(key):
+            print(f"  {label}:")
+            for line in status[key]:
+                print(f"    {line}")
+
+
+def _print_sessions(sessions: dict[str, Any]) -> None:
+    items = sessions.get("items") or []
+    if not items:
+        print("No active sessions.")
+    for item in items:
+        auth = item["session_authorization"]
+        print(f"Alias {item['alias']} (target {item.get('target_id', '')})")
+        print(f"  Session ID:        {auth['session_id']}")
+        print(f"  Local address:     {item.get('local_address', '')}")
+        print(f"  Expiration:        {item.get('expiration', '')}")
+        print(
+            f"  Connections used:  {item.get('connections_used', 0)}, left: "
+            f"{'unlimited' if item.get('connections_left') == -1 else item.get('connections_left')}"
+        )
+        for credential in auth.get("credentials") or []:
+            values = credential.get("credential") or {}
+            print("  Credential:        " + ", ".join(f"{k}={v}" for k, v in values.items()))
+
+
+def _login(args: argparse.Namespace) -> int:
+    token = os.environ.get("BOUNDARY_TOKEN", "")
+    if not token and args.auth_method_id:
+        password = os.environ.get("BOUNDARY_PASSWORD") or getpass.getpass("Password: ")
+        token = asyncio.run(
+            _password_token(args.addr, args.auth_method_id, args.login_name, password)
+        )
+    elif not token:
+        token = sys.stdin.readline().strip()
+    if not token:
+        raise SystemExit(
+            "boundary-agent login: no token (give -auth-method-id, BOUNDARY_TOKEN "
+            "or a token on stdin)"
+        )
+    _call("POST", "tokens", {"boundary_addr": args.addr, "token": token})
+    print("Logged in; the agent now resolves your aliases.")
+    return 0
+
+
+async def _password_token(addr: str, auth_method_id: str, login_name: str, password: str) -> str:
+    from boundary_api import BoundaryClient
+
+    async with BoundaryClient(addr) as client:
+        token = await client.authenticate_password(auth_method_id, login_name, password)
+        return token.token.get_secret_value()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="boundary-agent")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the agent in the foreground")
+    run.add_argument("-config", "--config", type=Path)
+    for name in ("status", "sessions", "pause", "resume"):
+        sub.add_parser(name)
+    login = sub.add_parser("login", help="hand the agent a token (password, env or stdin)")
+    login.add_argument("-addr", "--addr", default=os.environ.get("BOUNDARY_ADDR", ""))
+    login.add_argument(
+        "-auth-method-id", "--auth-method-id", default=os.environ.get("BOUNDARY_AUTH_METHOD_ID", "")
+    )
+    login.add_argument(
+        "-login-name",
+        "--login-name",
+        default=os.environ.get("BOUNDARY_LOGIN_NAME", getpass.getuser()),
+    )
+    args = parser.parse_args(argv)
+
+    if args.command == "run":
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+        logging.getLogger("httpx").setLevel(logging.WARNING)
+        try:
+            return asyncio.run(_run(args.config))
+        except ConfigError as exc:
+            print(f"boundary-agent: {exc}", file=sys.stderr)
+            return 2
+        except (DNSListenError, RuntimeError) as exc:
+            print(f"boundary-agent: {exc}", file=sys.stderr)
+            return 1
+    if args.command == "status":
+        _print_status(_call("GET", "status"))
+    elif args.command == "sessions":
+        _print_sessions(_call("GET", "sessions"))
+    elif args.command in ("pause", "resume"):
+        _call("POST", args.command)
+        print(f"Agent {args.command}d.")
+    elif args.command == "login":
+        return _login(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

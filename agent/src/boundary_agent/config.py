@@ -1,0 +1,141 @@
+"""The agent's configuration: an HCL file (parsed with pyhcl) with the official Client Agent's
+fields plus ours. An invalid file fails with the field named, before anything starts."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Any, Literal
+
+import hcl  # type: ignore[import-untyped]
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+# Fields SIGHUP can change without dropping sessions; the rest need a restart.
+RELOADABLE = frozenset(
+    {
+        "alias_refresh_interval",
+        "dns_request_timeout",
+        "log_level",
+        "override_upstream_dns_servers",
+        "auto_pause_failures",
+    }
+)
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; the message names each bad field."""
+
+
+def _duration(value: object) -> object:
+    """Accept seconds as a number or Go-style durations ("60s", "2m", "500ms")."""
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        text = value.strip()
+        for suffix, scale in (("ms", 0.001), ("s", 1.0), ("m", 60.0), ("h", 3600.0)):
+            if text.endswith(suffix) and text[: -len(suffix)].replace(".", "", 1).isdigit():
+                return float(text[: -len(suffix)]) * scale
+        raise ValueError(f"{value!r} is not a duration (like 60s, 2m, 500ms)")
+    return value
+
+
+def _host_port(value: str, default_port: int) -> tuple[str, int]:
+    text = value.strip()
+    if text.startswith("["):
+        host, _, port = text[1:].partition("]:")
+        return host, int(port or default_port)
+    if text.count(":") == 1:
+        host, port = text.split(":")
+        return host, int(port)
+    return text, default_port
+
+
+class AgentConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # The official Client Agent's fields.
+    alias_refresh_interval: float = 60.0
+    dns_request_timeout: float = 10.0
+    interface_to_use: str = ""
+    """Put handed-out addresses on this (dummy) interface; empty: loopback (for 127/8)."""
+    log_file: str = ""
+    log_level: Literal["trace", "debug", "info", "warn", "error"] = "info"
+    log_to_stdout: bool = True
+    override_upstream_dns_servers: list[str] = Field(default_factory=list)
+    state_file: str = "/run/boundary-agent/state.json"
+    v4_prefix: str = "100.64.0.0/10"
+    # Ours.
+    dns_listen_addresses: list[str] = Field(default_factory=lambda: ["0.0.0.0:53", "[::]:53"])
+    control_listen_port: int = 9300
+    resolver_mode: Literal["resolved", "resolv.conf", "none"] = "none"
+    resolver_domains: list[str] = Field(default_factory=list)
+    """With resolver_mode "resolved": route only these domains to the agent."""
+    auto_pause_failures: int = Field(default=5, ge=1)
+    """Consecutive controller failures after which the agent pauses itself."""
+    boundary_addr: str = ""
+    """Controller address used by `boundary-agent login` and when a token arrives alone."""
+
+    _dur = field_validator("alias_refresh_interval", "dns_request_timeout", mode="before")(
+        _duration
+    )
+
+    @field_validator("alias_refresh_interval", "dns_request_timeout")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("must be greater than zero")
+        return value
+
+    @field_validator("v4_prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        network = ipaddress.ip_network(value, strict=True)
+        if network.version != 4 or not 8 <= network.prefixlen <= 16:
+            raise ValueError("must be an IPv4 prefix between /8 and /16")
+        return value
+
+    @field_validator("override_upstream_dns_servers", "dns_listen_addresses")
+    @classmethod
+    def _addresses(cls, values: list[str]) -> list[str]:
+        for value in values:
+            host, port = _host_port(value, 53)
+            ipaddress.ip_address(host)
+            if not 0 < port < 65536:
+                raise ValueError(f"{value!r}: port out of range")
+        return values
+
+    @property
+    def loopback_mode(self) -> bool:
+        """A prefix inside 127/8 needs no privilege: Linux routes all of it to loopback."""
+        return ipaddress.IPv4Network(self.v4_prefix).subnet_of(ipaddress.IPv4Network("127.0.0.0/8"))
+
+    def upstreams(self) -> list[tuple[str, int]]:
+        return [_host_port(v, 53) for v in self.override_upstream_dns_servers]
+
+    def listen_addresses(self) -> list[tuple[str, int]]:
+        return [_host_port(v, 53) for v in self.dns_listen_addresses]
+
+
+def parse_config(text: str, source: str = "config") -> AgentConfig:
+    try:
+        raw: dict[str, Any] = hcl.loads(text) if text.strip() else {}
+    except ValueError as exc:
+        raise ConfigError(f"{source}: not valid HCL: {exc}") from exc
+    try:
+        return AgentConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}"
+            for e in exc.errors()
+        )
+        raise ConfigError(f"{source}: invalid configuration: {problems}") from None
+
+
+def load_config(path: Path | None) -> AgentConfig:
+    if path is None:
+        return AgentConfig()
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
+    return parse_config(text, str(path))

@@ -1,0 +1,65 @@
+"""Making the system use the agent: systemd-resolved split DNS, or /etc/resolv.conf takeover
+with a backup restored on exit (and on the next start after a crash), or nothing."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from boundary_agent.config import AgentConfig
+
+log = logging.getLogger("boundary_agent.resolver")
+RESOLV_CONF = Path("/etc/resolv.conf")
+
+
+@dataclass
+class ResolverIntegration:
+    config: AgentConfig
+    resolv_conf: Path = RESOLV_CONF
+
+    @property
+    def backup(self) -> Path:
+        return Path(self.config.state_file).with_name("resolv.conf.before-boundary-agent")
+
+    def install(self, bound: list[str]) -> None:
+        mode = self.config.resolver_mode
+        if mode == "resolv.conf":
+            self._restore_stale_backup()
+            self.backup.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(self.resolv_conf, self.backup)
+            servers = [b.rsplit(":", 1)[0].strip("[]") for b in bound]
+            servers = [
+                "127.0.0.1" if s == "0.0.0.0" else "::1" if s == "::" else s  # noqa: S104
+                for s in servers
+            ]
+            text = "# Written by boundary-agent; the original is restored on exit.\n"
+            text += "".join(f"nameserver {s}\n" for s in dict.fromkeys(servers))
+            self.resolv_conf.write_text(text)
+        elif mode == "resolved":
+            link = self.config.interface_to_use or "lo"
+            server = bound[0].rsplit(":", 1)[0].strip("[]")
+            domains = [f"~{d}" for d in self.config.resolver_domains] or ["~."]
+            for argv in (
+                ["resolvectl", "dns", link, server],
+                ["resolvectl", "domain", link, *domains],
+                ["resolvectl", "default-route", link, "false"],
+            ):
+                subprocess.run(argv, check=True, capture_output=True)
+
+    def _restore_stale_backup(self) -> None:
+        """A backup left by a crashed run is the real original: put it back first."""
+        if self.backup.exists():
+            log.warning("restoring %s from a previous run's backup", self.resolv_conf)
+            shutil.copy2(self.backup, self.resolv_conf)
+
+    def restore(self) -> None:
+        mode = self.config.resolver_mode
+        if mode == "resolv.conf" and self.backup.exists():
+            shutil.copy2(self.backup, self.resolv_conf)
+            self.backup.unlink()
+        elif mode == "resolved":
+            link = self.config.interface_to_use or "lo"
+            subprocess.run(["resolvectl", "revert", link], check=False, capture_output=True)

@@ -1,0 +1,440 @@
+"""boundary-agent against the real controller and dev worker: alias DNS with dig, forwarding to
+a real dnsmasq, real curl traffic through Boundary sessions (100 MiB, checksummed), pause and
+resume, user isolation, bad configuration, a busy port 53, and resolv.conf takeover inside a
+private mount namespace."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import pwd
+import subprocess
+import sys
+import textwrap
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import dns.message
+import dns.query
+import dns.rdatatype
+import pytest
+
+from boundary_api import BoundaryClient
+from boundary_devstack.net import free_port
+from boundary_devstack.process import ManagedProcess
+from boundary_devstack.stack import StackEnv, wait_for
+
+AGENT = [sys.executable, "-m", "boundary_agent.cli"]
+DNS_HOST, UPSTREAM_HOST = "127.0.0.53", "127.0.0.54"
+PREFIX = "127.77.0.0/16"
+SUFFIX = f"a{uuid.uuid4().hex[:6]}.test"
+OTHER_USER = "bkagentpeer"
+
+
+def _agent_env(control_port: int) -> dict[str, str]:
+    return {**os.environ, "BOUNDARY_CLIENT_AGENT_LISTENING_PORT": str(control_port)}
+
+
+@pytest.fixture(scope="module")
+def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """A real dnsmasq as the upstream resolver; it answers our alias names too, so a paused
+    agent's deferral is visible."""
+    port = free_port(UPSTREAM_HOST)
+    process = ManagedProcess(
+        "dnsmasq",
+        [
+            "dnsmasq",
+            "--no-daemon",
+            "--port",
+            str(port),
+            "--listen-address",
+            UPSTREAM_HOST,
+            "--bind-interfaces",
+            "--no-resolv",
+            "--no-hosts",
+            "--address=/upstream.example/192.0.2.7",
+            f"--address=/{SUFFIX}/192.0.2.99",
+        ],
+        log_path=tmp_path_factory.mktemp("dnsmasq") / "dnsmasq.log",
+    )
+    process.start()
+    yield port
+    process.stop()
+
+
+@pytest.fixture(scope="module")
+def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, str]]:
+    """An HTTP server with a 100 MiB file of random bytes."""
+    root = tmp_path_factory.mktemp("www")
+    digest = hashlib.sha256()
+    with (root / "big").open("wb") as handle:
+        for _ in range(100):
+            chunk = os.urandom(1 << 20)
+            digest.update(chunk)
+            handle.write(chunk)
+    port = free_port()
+    process = ManagedProcess(
+        "http",
+        [
+            sys.executable,
+            "-m",
+            "http.server",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--directory",
+            str(root),
+        ],
+        log_path=root.parent / "http.log",
+    )
+    process.start()
+    process.wait_healthy(
+        lambda: (
+            subprocess.run(
+                ["curl", "-sf", "-o", "/dev/null", f"http://127.0.0.1:{port}/"], check=False
+            ).returncode
+            == 0
+        ),
+        30,
+    )
+    yield port, digest.hexdigest()
+    process.stop()
+
+
+@pytest.fixture(scope="module")
+def alias(stack_env: StackEnv, backend: tuple[int, str]) -> Iterator[str]:
+    env = stack_env.values
+    value = f"web.{SUFFIX}"
+
+    async def create() -> tuple[str, str]:
+        async with BoundaryClient(env["BOUNDARY_ADDR"]) as client:
+            await client.authenticate_password(env["BOUNDARY_AUTH_METHOD_ID"], "admin", "password")
+            target = await client.targets.create_tcp(
+                env["BOUNDARY_PROJECT_ID"],
+                f"agent-{SUFFIX}",
+                address="127.0.0.1",
+                default_port=backend[0],
+                aliases=[value],
+            )
+            return target.id, target.aliases[0].id
+
+    target_id, alias_id = asyncio.run(create())
+    yield value
+
+    async def delete() -> None:
+        async with BoundaryClient(env["BOUNDARY_ADDR"]) as client:
+            await client.authenticate_password(env["BOUNDARY_AUTH_METHOD_ID"], "admin", "password")
+            await client.targets.delete(target_id)
+            await client.aliases.delete(alias_id)
+
+    asyncio.run(delete())
+
+
+@pytest.fixture(scope="module")
+def agent(
+    upstream: int, alias: str, stack_env: StackEnv, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[int, int]]:
+    """The agent on loopback, logged in as the admin: (DNS port, control port)."""
+    directory = tmp_path_factory.mktemp("agent")
+    dns_port, control_port = free_port(DNS_HOST), free_port()
+    config = directory / "agent.hcl"
+    config.write_text(
+        textwrap.dedent(f"""\
+        dns_listen_addresses = ["{DNS_HOST}:{dns_port}"]
+        v4_prefix = "{PREFIX}"
+        override_upstream_dns_servers = ["{UPSTREAM_HOST}:{upstream}"]
+        control_listen_port = {control_port}
+        state_file = "{directory}/run/state.json"
+        alias_refresh_interval = "2s"
+    """)
+    )
+    process = ManagedProcess(
+        "agent",
+        [*AGENT, "run", "-config", str(config)],
+        log_path=directory / "agent.log",
+        env=_agent_env(control_port),
+    )
+    process.start()
+    process.wait_healthy(lambda: (directory / "run" / "state.json").exists(), 30)
+    env = stack_env.values
+    subprocess.run(
+        [
+            *AGENT,
+            "login",
+            "-addr",
+            env["BOUNDARY_ADDR"],
+            "-auth-method-id",
+            env["BOUNDARY_AUTH_METHOD_ID"],
+            "-login-name",
+            "admin",
+        ],
+        env={**_agent_env(control_port), "BOUNDARY_PASSWORD": env["BOUNDARY_PASSWORD"]},
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
+    state = directory / "run" / "state.json"
+    assert state.stat().st_mode & 0o777 == 0o600
+    yield dns_port, control_port
+    process.stop()
+    assert "token" not in process.log_tail(1000).lower().replace("auth token", "")
+    assert not state.exists(), "the state file is removed on clean shutdown"
+
+
+def dig(port: int, name: str, *extra: str) -> str:
+    return subprocess.run(
+        ["dig", "+short", "+time=2", "+tries=1", f"@{DNS_HOST}", "-p", str(port), name, *extra],
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    ).stdout.strip()
+
+
+def test_alias_resolves_to_a_local_address(agent: tuple[int, int], alias: str) -> None:
+    dns_port, _ = agent
+    assert wait_for(lambda: dig(dns_port, alias).startswith("127.77."), timeout=20)
+    first = dig(dns_port, alias)
+    assert dig(dns_port, alias) == first, "the same name keeps its address"
+    # Other record types for the alias are answered here, empty, never forwarded.
+    answer = dns.query.udp(
+        dns.message.make_query(alias, dns.rdatatype.AAAA), DNS_HOST, port=dns_port, timeout=5
+    )
+    assert answer.rcode() == 0
+    assert answer.answer == []
+
+
+def test_other_names_forward_to_the_upstream(agent: tuple[int, int]) -> None:
+    dns_port, _ = agent
+    assert dig(dns_port, "upstream.example") == "192.0.2.7"
+    assert dig(dns_port, "upstream.example", "+tcp") == "192.0.2.7"
+
+
+def test_curl_through_the_alias_moves_100_mib_intact(
+    agent: tuple[int, int], alias: str, backend: tuple[int, str], tmp_path: Path
+) -> None:
+    dns_port, control_port = agent
+    port, digest = backend
+    assert wait_for(lambda: dig(dns_port, alias).startswith("127.77."), timeout=20)
+    address = dig(dns_port, alias)
+    out = tmp_path / "big"
+    result = subprocess.run(
+        [
+            "curl",
+            "-sSf",
+            "--resolve",
+            f"{alias}:{port}:{address}",
+            f"http://{alias}:{port}/big",
+            "-o",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    hasher = hashlib.sha256()
+    with out.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            hasher.update(chunk)
+    assert hasher.hexdigest() == digest
+    sessions = subprocess.run(
+        [*AGENT, "sessions"],
+        env=_agent_env(control_port),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert f"Alias {alias}" in sessions
+    assert f"{address}:{port}" in sessions
+
+
+def test_pause_defers_to_upstream_and_resume_brings_the_alias_back(
+    agent: tuple[int, int], alias: str
+) -> None:
+    dns_port, control_port = agent
+    assert wait_for(lambda: dig(dns_port, alias).startswith("127.77."), timeout=20)
+    subprocess.run([*AGENT, "pause"], env=_agent_env(control_port), check=True, capture_output=True)
+    assert dig(dns_port, alias) == "192.0.2.99"
+    status = subprocess.run(
+        [*AGENT, "status"], env=_agent_env(control_port), capture_output=True, text=True, check=True
+    ).stdout
+    assert "paused" in status
+    subprocess.run(
+        [*AGENT, "resume"], env=_agent_env(control_port), check=True, capture_output=True
+    )
+    assert dig(dns_port, alias).startswith("127.77.")
+
+
+@pytest.fixture(scope="module")
+def other_user() -> str:
+    if os.geteuid() != 0:
+        pytest.skip("creating an OS user needs root")
+    try:
+        pwd.getpwnam(OTHER_USER)
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--no-create-home", OTHER_USER], check=True)
+    return OTHER_USER
+
+
+def test_another_os_user_cannot_use_or_see_the_session(
+    agent: tuple[int, int], alias: str, backend: tuple[int, str], other_user: str
+) -> None:
+    dns_port, control_port = agent
+    port, _ = backend
+    assert wait_for(lambda: dig(dns_port, alias).startswith("127.77."), timeout=20)
+    address = dig(dns_port, alias)
+    as_other = ["runuser", "-u", other_user, "--"]
+    result = subprocess.run(
+        [
+            *as_other,
+            "curl",
+            "-s",
+            "--max-time",
+            "10",
+            f"http://{address}:{port}/big",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{size_download}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.stdout.strip() in ("", "0"), "the other user must get no data"
+    # The other user asks the control API directly (it cannot run our virtualenv).
+    listed = subprocess.run(
+        [*as_other, "curl", "-s", f"http://127.0.0.1:{control_port}/v1/sessions"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert json.loads(listed.stdout) == {"items": []}, listed.stdout + listed.stderr
+
+
+def test_invalid_config_names_the_field_and_starts_nothing(tmp_path: Path) -> None:
+    config = tmp_path / "bad.hcl"
+    config.write_text('v4_prefix = "10.0.0.0/20"\nalias_refresh_interval = "soon"\n')
+    result = subprocess.run(
+        [*AGENT, "run", "-config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "v4_prefix" in result.stderr
+    assert "alias_refresh_interval" in result.stderr
+
+
+@pytest.fixture
+def netns() -> Iterator[str]:
+    if os.geteuid() != 0:
+        pytest.skip("network namespaces need root")
+    name = f"bka-{uuid.uuid4().hex[:8]}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    subprocess.run(["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"], check=True)
+    yield name
+    subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+def test_busy_port_53_gives_the_clear_error(netns: str, tmp_path: Path) -> None:
+    inside = ["ip", "netns", "exec", netns]
+    squatter = subprocess.Popen(
+        [
+            *inside,
+            sys.executable,
+            "-c",
+            (
+                "import socket,time; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
+                "s.bind(('127.0.0.1', 53)); time.sleep(60)"
+            ),
+        ]
+    )
+    try:
+        config = tmp_path / "agent.hcl"
+        config.write_text(
+            f'dns_listen_addresses = ["127.0.0.1:53"]\nstate_file = "{tmp_path}/state.json"\n'
+        )
+        assert wait_for(
+            lambda: (
+                "127.0.0.1:53"
+                in subprocess.run(
+                    [*inside, "ss", "-lun"], capture_output=True, text=True, check=False
+                ).stdout
+            ),
+            10,
+        )
+        result = subprocess.run(
+            [*inside, *AGENT, "run", "-config", str(config)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    finally:
+        squatter.kill()
+    assert result.returncode == 1
+    assert "failed to listen for DNS on either IPv4 or IPv6: 127.0.0.1:53" in result.stderr
+    assert "(held by python" in result.stderr
+
+
+def test_resolv_conf_takeover_is_restored_after_exit_and_after_a_crash(
+    netns: str, tmp_path: Path
+) -> None:
+    """Mode resolv.conf, inside a private mount namespace whose /etc/resolv.conf is a copy:
+    the machine's own file is never touched."""
+    fake = tmp_path / "resolv.conf"
+    fake.write_text("nameserver 192.0.2.53\n")
+    config = tmp_path / "agent.hcl"
+    config.write_text(
+        f'dns_listen_addresses = ["127.0.0.1:53"]\nresolver_mode = "resolv.conf"\n'
+        f'state_file = "{tmp_path}/run/state.json"\n'
+        f'override_upstream_dns_servers = ["127.0.0.1:5399"]\n'
+    )
+    script = textwrap.dedent(f"""\
+        set -e
+        mount --bind {fake} /etc/resolv.conf
+        {" ".join(AGENT)} run -config {config} & pid=$!
+        for i in $(seq 50); do
+          grep -q 'nameserver 127.0.0.1' /etc/resolv.conf && break; sleep 0.2
+        done
+        echo "during: $(grep nameserver /etc/resolv.conf)"
+        kill -9 $pid; wait $pid || true
+        echo "after crash: $(grep nameserver /etc/resolv.conf)"
+        rm -f {tmp_path}/run/state.json
+        {" ".join(AGENT)} run -config {config} & pid=$!
+        for i in $(seq 50); do test -f {tmp_path}/run/state.json && break; sleep 0.2; done
+        kill -TERM $pid; wait $pid || true
+        echo "after exit: $(grep nameserver /etc/resolv.conf)"
+    """)
+    result = subprocess.run(
+        [
+            "ip",
+            "netns",
+            "exec",
+            netns,
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            script,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert "during: nameserver 127.0.0.1" in result.stdout, result.stdout + result.stderr
+    assert "after crash: nameserver 127.0.0.1" in result.stdout
+    assert "after exit: nameserver 192.0.2.53" in result.stdout, result.stdout + result.stderr
+    assert fake.read_text() == "nameserver 192.0.2.53\n"
