@@ -10,6 +10,7 @@ packages=(
   procps         # ps, pgrep
   util-linux     # runuser, unshare
   file           # checks that no binary is committed
+  dnsperf        # DNS load for the agent benchmark
 )
 missing=()
 for package in "${packages[@]}"; do
