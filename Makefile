@@ -45,7 +45,7 @@ typecheck:
 	$(RUN) mypy
 
 unit:
-	$(RUN) pytest -q tests/test_layout.py $(wildcard */tests)
+	$(RUN) pytest -q tests/test_layout.py tests/test_bench_results.py $(wildcard */tests)
 
 e2e:
 	$(RUN) pytest -q tests/e2e
@@ -53,9 +53,12 @@ e2e:
 test: tools lint typecheck unit e2e
 
 ## Benchmarks -------------------------------------------------------------------------------
-.PHONY: bench-api
-bench-api: tools
-	$(RUN) python -m bench.api_create --count $(or $(COUNT),1000)
+.PHONY: bench bench-quick
+bench: tools
+	$(RUN) python -m bench.run_all
+
+bench-quick: tools
+	$(RUN) python -m bench.run_all --quick
 
 ## Running pods without a container runtime ---------------------------------------------------
 .PHONY: pod-run operator

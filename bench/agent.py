@@ -1,0 +1,413 @@
+"""boundary-agent against its baselines, in one run on one machine:
+
+- DNS: queries per second (dnsperf) and p50/p99 latency (dnspython, one at a time) for alias
+  answers and for forwarded queries; baseline: dnsmasq answering the same names itself, under
+  the same load. Forwarding cost: agent-forwarded latency minus asking the upstream directly.
+- Proxy: download throughput and first/second connection setup through the agent; baselines:
+  `boundary connect` through the same worker to the same backend, and direct loopback.
+- Memory: the agent's RSS idle and after the load.
+
+    uv run python -m bench.agent [--mib 100] [--seconds 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import dns.message
+import dns.query
+
+from bench.api_create import stack
+from bench.operator_workers import percentile
+from bench.results import Row, row, write
+from boundary_api import BoundaryClient
+from boundary_devstack.clients import BoundaryCLI
+from boundary_devstack.net import free_port
+from boundary_devstack.process import ManagedProcess
+from boundary_devstack.stack import StackEnv, wait_for
+
+AGENT_HOST, UPSTREAM_HOST = "127.0.0.53", "127.0.0.54"
+
+
+def _rss_kib(pid: int | None, field: str = "VmRSS") -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+@contextmanager
+def _processes(*processes: ManagedProcess) -> Iterator[None]:
+    try:
+        for process in processes:
+            process.start()
+        yield
+    finally:
+        for process in reversed(processes):
+            process.stop()
+
+
+def _dnsperf(host: str, port: int, names: list[str], seconds: int, work: Path) -> float:
+    queries = work / f"q-{uuid.uuid4().hex[:6]}"
+    queries.write_text("".join(f"{n} A\n" for n in names))
+    out = subprocess.run(
+        [
+            "dnsperf",
+            "-s",
+            host,
+            "-p",
+            str(port),
+            "-d",
+            str(queries),
+            "-l",
+            str(seconds),
+            "-c",
+            "8",
+            "-q",
+            "200",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=seconds + 60,
+    ).stdout
+    match = re.search(r"Queries per second:\s+([\d.]+)", out)
+    return float(match.group(1)) if match else 0.0
+
+
+def _latencies(host: str, port: int, names: list[str], count: int) -> list[float]:
+    samples = []
+    for i in range(count):
+        query = dns.message.make_query(names[i % len(names)], "A")
+        started = time.perf_counter()
+        dns.query.udp(query, host, port=port, timeout=5)
+        samples.append((time.perf_counter() - started) * 1000)
+    return samples
+
+
+def _download(url: str, resolve: str = "") -> tuple[float, float]:
+    """(MiB/s, seconds to first byte) for one curl download to /dev/null."""
+    argv = ["curl", "-sSf", "-o", "/dev/null", "-w", "%{speed_download} %{time_starttransfer}"]
+    if resolve:
+        argv += ["--resolve", resolve]
+    out = subprocess.run(
+        [*argv, url], capture_output=True, text=True, check=True, timeout=600
+    ).stdout.split()
+    return float(out[0]) / (1 << 20), float(out[1])
+
+
+def measure(env: StackEnv, mib: int, seconds: int) -> tuple[list[Row], dict[str, float]]:
+    work = Path(tempfile.mkdtemp(prefix="bench-agent-"))
+    (work / "www").mkdir()
+    with (work / "www" / "blob").open("wb") as handle:
+        for _ in range(mib):
+            handle.write(os.urandom(1 << 20))
+    tag = f"b{uuid.uuid4().hex[:6]}"
+    alias_names = [f"svc{i}.{tag}.test" for i in range(20)]
+    forward_names = [f"fwd{i}.upstream.test" for i in range(20)]
+    http_port, upstream_port = free_port(), free_port(UPSTREAM_HOST)
+    agent_port, control_port, baseline_port = (
+        free_port(AGENT_HOST),
+        free_port(),
+        free_port(UPSTREAM_HOST),
+    )
+    http = ManagedProcess(
+        "http",
+        [
+            sys.executable,
+            "-m",
+            "http.server",
+            str(http_port),
+            "--bind",
+            "127.0.0.1",
+            "--directory",
+            str(work / "www"),
+        ],
+        log_path=work / "http.log",
+    )
+    upstream = ManagedProcess(
+        "dnsmasq-upstream",
+        [
+            "dnsmasq",
+            "--no-daemon",
+            "--port",
+            str(upstream_port),
+            "--listen-address",
+            UPSTREAM_HOST,
+            "--bind-interfaces",
+            "--no-resolv",
+            "--no-hosts",
+            "--address=/upstream.test/192.0.2.7",
+            "--cache-size=10000",
+        ],
+        log_path=work / "up.log",
+    )
+    # The baseline: dnsmasq answering the alias names itself, as the agent does.
+    baseline = ManagedProcess(
+        "dnsmasq-baseline",
+        [
+            "dnsmasq",
+            "--no-daemon",
+            "--port",
+            str(baseline_port),
+            "--listen-address",
+            UPSTREAM_HOST,
+            "--bind-interfaces",
+            "--no-resolv",
+            "--no-hosts",
+            f"--address=/{tag}.test/127.77.0.9",
+            f"--server=/upstream.test/{UPSTREAM_HOST}#{upstream_port}",
+            "--cache-size=0",
+        ],
+        log_path=work / "base.log",
+    )
+    config = work / "agent.hcl"
+    config.write_text(
+        textwrap.dedent(f"""\
+        dns_listen_addresses = ["{AGENT_HOST}:{agent_port}"]
+        v4_prefix = "127.77.0.0/16"
+        override_upstream_dns_servers = ["{UPSTREAM_HOST}:{upstream_port}"]
+        control_listen_port = {control_port}
+        state_file = "{work}/run/state.json"
+        alias_refresh_interval = "2s"
+    """)
+    )
+    agent_env = {**os.environ, "BOUNDARY_CLIENT_AGENT_LISTENING_PORT": str(control_port)}
+    agent = ManagedProcess(
+        "agent",
+        [sys.executable, "-m", "boundary_agent.cli", "run", "-config", str(config)],
+        log_path=work / "agent.log",
+        env=agent_env,
+    )
+    values = env.values
+    result: dict[str, float] = {}
+    rows: list[Row] = []
+
+    async def make_targets() -> list[str]:
+        async with BoundaryClient(values["BOUNDARY_ADDR"]) as client:
+            await client.authenticate_password(
+                values["BOUNDARY_AUTH_METHOD_ID"], "admin", "password"
+            )
+            ids = []
+            for name in alias_names:
+                target = await client.targets.create_tcp(
+                    values["BOUNDARY_PROJECT_ID"],
+                    name,
+                    address="127.0.0.1",
+                    default_port=http_port,
+                    aliases=[name],
+                )
+                ids.append(target.id)
+            return ids
+
+    target_ids = asyncio.run(make_targets())
+    with _processes(http, upstream, baseline, agent):
+        agent.wait_healthy(lambda: (work / "run" / "state.json").exists(), 30)
+        result["agent_rss_idle_mib"] = _rss_kib(agent.pid) / 1024
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "boundary_agent.cli",
+                "login",
+                "-addr",
+                values["BOUNDARY_ADDR"],
+                "-auth-method-id",
+                values["BOUNDARY_AUTH_METHOD_ID"],
+                "-login-name",
+                "admin",
+            ],
+            env={**agent_env, "BOUNDARY_PASSWORD": values["BOUNDARY_PASSWORD"]},
+            check=True,
+            capture_output=True,
+        )
+
+        def resolved() -> bool:
+            answer = dns.query.udp(
+                dns.message.make_query(alias_names[-1], "A"), AGENT_HOST, port=agent_port, timeout=2
+            )
+            return bool(answer.answer)
+
+        assert wait_for(resolved, timeout=30)
+        # DNS
+        for kind, names in (("alias answers", alias_names), ("forwarded", forward_names)):
+            ours = [_dnsperf(AGENT_HOST, agent_port, names, seconds, work)]
+            theirs = [_dnsperf(UPSTREAM_HOST, baseline_port, names, seconds, work)]
+            rows.append(
+                row(
+                    "agent DNS",
+                    f"{kind}, dnsperf 8 clients",
+                    "qps",
+                    ours,
+                    "dnsmasq (same names, same load)",
+                    theirs,
+                )
+            )
+            lat_ours = _latencies(AGENT_HOST, agent_port, names, 2000)
+            lat_theirs = _latencies(UPSTREAM_HOST, baseline_port, names, 2000)
+            for pct in (0.5, 0.99):
+                rows.append(
+                    row(
+                        "agent DNS",
+                        f"{kind}, p{int(pct * 100)} latency",
+                        "ms",
+                        [percentile(lat_ours, pct)],
+                        "dnsmasq",
+                        [percentile(lat_theirs, pct)],
+                        higher_is_better=False,
+                    )
+                )
+        direct = _latencies(UPSTREAM_HOST, upstream_port, forward_names, 2000)
+        via_agent = _latencies(AGENT_HOST, agent_port, forward_names, 2000)
+        result["forwarding_cost_p50_ms"] = statistics.median(via_agent) - statistics.median(direct)
+        # Proxy
+        address = (
+            dns.query.udp(
+                dns.message.make_query(alias_names[0], "A"), AGENT_HOST, port=agent_port, timeout=2
+            )
+            .answer[0][0]
+            .to_text()
+        )
+        alias_url = f"http://{alias_names[0]}:{http_port}/blob"
+        resolve = f"{alias_names[0]}:{http_port}:{address}"
+        # First connection: curl's time to first byte covers authorize-session, TLS, the
+        # websocket and handshake, and the backend's first byte.
+        _, agent_first_setup = _download(alias_url, resolve)
+        agent_speed, agent_ttfb = _download(alias_url, resolve)
+        result["agent_rss_after_load_mib"] = _rss_kib(agent.pid) / 1024
+        result["agent_rss_peak_mib"] = _rss_kib(agent.pid, "VmHWM") / 1024
+        direct_speed, direct_ttfb = _download(f"http://127.0.0.1:{http_port}/blob")
+        cli = BoundaryCLI(env)
+        cli.login()
+        connect_port = free_port()
+        connect = ManagedProcess(
+            "boundary-connect",
+            [
+                cli.binary,
+                "connect",
+                "-target-id",
+                target_ids[0],
+                "-listen-port",
+                str(connect_port),
+                "-token",
+                "env://BK_BOUNDARY_TOKEN",
+            ],
+            log_path=work / "connect.log",
+            env=cli._env(),
+        )
+        connect_started = time.perf_counter()
+        with _processes(connect):
+            # `boundary connect` authorizes before it listens: its setup is process start to
+            # listening, plus the first connection's time to first byte.
+            connect.wait_healthy(lambda: _listening(connect_port), 30, interval=0.01)
+            listening_after = time.perf_counter() - connect_started
+            _, connect_first_ttfb = _download(f"http://127.0.0.1:{connect_port}/blob")
+            connect_first_setup = listening_after + connect_first_ttfb
+            connect_speed, connect_ttfb = _download(f"http://127.0.0.1:{connect_port}/blob")
+        rows += [
+            row(
+                "agent proxy",
+                f"throughput, {mib} MiB download",
+                "MiB/s",
+                [agent_speed],
+                "boundary connect (same worker, same backend)",
+                [connect_speed],
+            ),
+            row(
+                "agent proxy",
+                f"throughput, {mib} MiB download",
+                "MiB/s",
+                [agent_speed],
+                "direct loopback",
+                [direct_speed],
+            ),
+            row(
+                "agent proxy",
+                "first connection setup (authorize + connect + first byte)",
+                "s",
+                [agent_first_setup],
+                "boundary connect (process start to first byte)",
+                [connect_first_setup],
+                higher_is_better=False,
+            ),
+            row(
+                "agent proxy",
+                "second connection, time to first byte",
+                "s",
+                [agent_ttfb],
+                "boundary connect",
+                [connect_ttfb],
+                higher_is_better=False,
+            ),
+            row(
+                "agent proxy",
+                "second connection, time to first byte",
+                "s",
+                [agent_ttfb],
+                "direct loopback",
+                [direct_ttfb],
+                higher_is_better=False,
+            ),
+            row(
+                "agent memory",
+                "RSS after load",
+                "MiB",
+                [result["agent_rss_after_load_mib"]],
+                "agent idle",
+                [result["agent_rss_idle_mib"]],
+                higher_is_better=False,
+            ),
+        ]
+        result["boundary_connect_first_ttfb_s"] = connect_first_ttfb
+
+    async def cleanup() -> None:
+        async with BoundaryClient(values["BOUNDARY_ADDR"]) as client:
+            await client.authenticate_password(
+                values["BOUNDARY_AUTH_METHOD_ID"], "admin", "password"
+            )
+            for target_id in target_ids:
+                target = await client.targets.read(target_id)
+                await client.targets.delete(target_id)
+                for alias_ref in target.aliases:
+                    await client.aliases.delete(alias_ref.id)
+
+    asyncio.run(cleanup())
+    return rows, result
+
+
+def _listening(port: int) -> bool:
+    from boundary_devstack.net import tcp_open
+
+    return tcp_open("127.0.0.1", port)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--mib", type=int, default=100)
+    parser.add_argument("--seconds", type=int, default=10)
+    args = parser.parse_args()
+    with stack() as env:
+        rows, extra = measure(env, args.mib, args.seconds)
+    out = Path(__file__).resolve().parent / "results"
+    write(rows, out, "agent")
+    (out / "agent.extra.json").write_text(json.dumps(extra, indent=2) + "\n")
+    print((out / "agent.md").read_text())
+    print(json.dumps(extra, indent=2))
+
+
+if __name__ == "__main__":
+    main()
