@@ -307,7 +307,7 @@ def measure(env: StackEnv, mib: int, seconds: int) -> tuple[list[Row], dict[str,
                 "env://BK_BOUNDARY_TOKEN",
             ],
             log_path=work / "connect.log",
-            env=cli._env(),
+            env=cli.env(),
         )
         connect_started = time.perf_counter()
         with _processes(connect):

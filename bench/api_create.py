@@ -73,7 +73,7 @@ async def with_client(env: StackEnv, project: str, count: int, concurrency: int)
 
 async def with_cli(cli: BoundaryCLI, project: str, count: int, concurrency: int) -> float:
     cli.login()
-    env = cli._env()  # the admin token travels in the environment, as env://BK_BOUNDARY_TOKEN
+    env = cli.env()  # the admin token travels in the environment, as env://BK_BOUNDARY_TOKEN
     limit = asyncio.Semaphore(concurrency)
     tag = uuid.uuid4().hex[:6]
 

@@ -19,7 +19,7 @@ from boundary_agent.protocol import (
     encode_client_handshake,
     new_tofu_token,
 )
-from boundary_api.authdata import iter_fields
+from boundary_api.authdata import encode_varint, iter_fields
 
 
 def test_defaults_match_the_official_agent() -> None:
@@ -63,19 +63,15 @@ def test_handshake_encoding() -> None:
 def test_handshake_result_with_unlimited_connections() -> None:
     minus_one = (1 << 64) - 1
     raw = bytes([0x52, 0x06, 0x08, 0x80, 0xE4, 0x97, 0xD0, 0x12])  # expiration{seconds}
-    raw += bytes([0xA0, 0x01]) + _varint(minus_one) + bytes([0xF0, 0x01]) + _varint(minus_one)
+    raw += (
+        bytes([0xA0, 0x01])
+        + encode_varint(minus_one)
+        + bytes([0xF0, 0x01])
+        + encode_varint(minus_one)
+    )
     result = decode_handshake_result(raw)
     assert (result.connection_limit, result.connections_left) == (-1, -1)
     assert result.expiration is not None
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, value = value & 0x7F, value >> 7
-        out.append(byte | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
 
 
 def test_proc_net_endpoints() -> None:

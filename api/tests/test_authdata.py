@@ -6,25 +6,19 @@ import datetime
 
 import pytest
 
-from boundary_api.authdata import base58_decode, base58_encode, decode_authorization_token
+from boundary_api.authdata import (
+    base58_decode,
+    base58_encode,
+    decode_authorization_token,
+    encode_varint,
+)
 from boundary_api.errors import ProtocolError
-
-
-def _varint(value: int) -> bytes:
-    value &= (1 << 64) - 1
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        out.append(byte | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
 
 
 def _field(number: int, value: int | bytes) -> bytes:
     if isinstance(value, int):
-        return _varint(number << 3) + _varint(value)
-    return _varint(number << 3 | 2) + _varint(len(value)) + value
+        return encode_varint(number << 3) + encode_varint(value)
+    return encode_varint(number << 3 | 2) + encode_varint(len(value)) + value
 
 
 @pytest.mark.parametrize("data", [b"", b"\x00", b"\x00\x00abc", bytes(range(256))])

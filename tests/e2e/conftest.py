@@ -1,13 +1,29 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
+import pytest
 import pytest_asyncio
 
 from boundary_api import BoundaryClient
+from boundary_devstack.clients import Kubectl
 from boundary_devstack.stack import StackEnv
 
 pytest_plugins = ["boundary_devstack.pytest_plugin"]
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def crds(kubectl: Kubectl) -> None:
+    """The repository's CRDs and admission policy, applied and established."""
+    kubectl("apply", "-f", str(REPO / "crds"))
+    kubectl(
+        "wait",
+        "--for=condition=Established",
+        "--timeout=60s",
+        "crd/boundarypkiworkers.workers.boundaryproject.io",
+    )
 
 
 @pytest_asyncio.fixture(loop_scope="session")

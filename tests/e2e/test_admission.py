@@ -178,15 +178,7 @@ RULES: dict[str, tuple[dict[str, Any], dict[str, Any], str]] = {
 
 
 @pytest.fixture(scope="module")
-def crds(kubectl: Kubectl) -> None:
-    kubectl("apply", "-f", str(REPO / "crds"))
-    kubectl(
-        "wait",
-        "--for=condition=Established",
-        "--timeout=60s",
-        "crd/boundarypkiworkers.workers.boundaryproject.io",
-    )
-
+def admission(crds: None, kubectl: Kubectl) -> None:
     def policy_enforced() -> bool:
         try:
             _dry_run(kubectl, {"tags": {"bad key": "x"}, "registration": UPSTREAMS})
@@ -212,7 +204,7 @@ def _dry_run(kubectl: Kubectl, spec: dict[str, Any]) -> str:
 
 
 @pytest.mark.parametrize("rule", sorted(RULES))
-def test_rule_accepts_and_rejects(crds: None, kubectl: Kubectl, rule: str) -> None:
+def test_rule_accepts_and_rejects(admission: None, kubectl: Kubectl, rule: str) -> None:
     accepted, rejected, message = RULES[rule]
     assert "created (server dry run)" in _dry_run(kubectl, accepted)
     with pytest.raises(CommandFailed) as caught:
@@ -220,7 +212,7 @@ def test_rule_accepts_and_rejects(crds: None, kubectl: Kubectl, rule: str) -> No
     assert message in caught.value.stderr, caught.value.stderr
 
 
-def test_storage_is_immutable_once_created(crds: None, kubectl: Kubectl) -> None:
+def test_storage_is_immutable_once_created(admission: None, kubectl: Kubectl) -> None:
     name = f"adm-{uuid.uuid4().hex[:8]}"
     spec: dict[str, Any] = {"registration": UPSTREAMS, "resources": {"storage": {"size": "1Gi"}}}
     kubectl("create", "-f", "-", input_text=json.dumps(_manifest(spec, name)))

@@ -37,6 +37,8 @@ async def test_password_login_and_existing_token(
         )
     assert token.id.startswith("at_")
     assert token.user_id == "u_1234567890"
+    info = await boundary.auth_tokens.read(token.id)
+    assert (info.user_id, info.expiration_time) == (token.user_id, token.expiration_time)
     async with BoundaryClient(env["BOUNDARY_ADDR"], token=token.token.get_secret_value()) as c:
         assert (await c.scopes.read(env["BOUNDARY_PROJECT_ID"])).type == "project"
 

@@ -333,7 +333,7 @@ def test_real_traffic_through_the_worker_with_boundary_connect(
     target = targets_of(boundary_cli, "web")[0]
     assert target["address"] == BACKEND_IP
     boundary_cli.login()
-    env = boundary_cli._env()
+    env = boundary_cli.env()
     result = subprocess.run(
         [
             boundary_cli.binary,

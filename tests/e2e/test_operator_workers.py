@@ -26,17 +26,6 @@ FAULT_NAMESPACE = f"faults-{uuid.uuid4().hex[:6]}"
 
 
 @pytest.fixture(scope="module")
-def crds(kubectl: Kubectl) -> None:
-    kubectl("apply", "-f", str(REPO / "crds"))
-    kubectl(
-        "wait",
-        "--for=condition=Established",
-        "--timeout=60s",
-        "crd/boundarypkiworkers.workers.boundaryproject.io",
-    )
-
-
-@pytest.fixture(scope="module")
 def env_file(stack_env: StackEnv, tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("stack") / "env"
     stack_env.write(path)

@@ -18,9 +18,9 @@ import logging
 import os
 import socket
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
 
@@ -148,7 +148,7 @@ class Agent:
         self.paused, self.pause_reason, self._failures = False, "", 0
         self.write_state()
 
-    def _drop_sessions(self, which: Any) -> None:
+    def _drop_sessions(self, which: Callable[[ActiveSession], bool]) -> None:
         for key, session in list(self.sessions.items()):
             if which(session):
                 del self.sessions[key]
@@ -169,18 +169,17 @@ class Agent:
         token_id = "_".join(token.split("_")[:2])
         client = BoundaryClient(boundary_addr or self.config.boundary_addr, token=token)
         try:
-            info = await client._transport.request("GET", f"auth-tokens/{token_id}")
+            info = await client.auth_tokens.read(token_id)
         except BaseException:
             await client.aclose()
             raise
-        expiration = info.get("expiration_time")
         user = User(
             uid=uid,
             boundary_addr=client.addr,
             client=client,
             token_id=token_id,
-            user_id=str(info["user_id"]),
-            expiration=datetime.datetime.fromisoformat(expiration) if expiration else None,
+            user_id=info.user_id,
+            expiration=info.expiration_time,
         )
         old = self.users.get(uid)
         if old is not None:

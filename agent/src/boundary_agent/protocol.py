@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.x509 import load_der_x509_certificate
 
 from boundary_api import SessionAuthorizationData
-from boundary_api.authdata import iter_fields
+from boundary_api.authdata import decode_timestamp, encode_varint, int32, iter_fields
 
 SUBPROTOCOL = "boundary-tcp-proxy-v1"
 MAX_MESSAGE = 32 * 1024
@@ -45,21 +45,11 @@ def new_tofu_token() -> str:
     return "".join(secrets.choice(alphabet) for _ in range(20))
 
 
-def _varint(value: int) -> bytes:
-    value &= (1 << 64) - 1
-    out = bytearray()
-    while True:
-        byte, value = value & 0x7F, value >> 7
-        out.append(byte | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
-
-
 def encode_client_handshake(tofu_token: str, command: int = COMMAND_NORMAL) -> bytes:
     token = tofu_token.encode()
-    message = _varint(10 << 3 | 2) + _varint(len(token)) + token
+    message = encode_varint(10 << 3 | 2) + encode_varint(len(token)) + token
     if command:
-        message += _varint(20 << 3) + _varint(command)
+        message += encode_varint(20 << 3) + encode_varint(command)
     return message
 
 
@@ -75,17 +65,11 @@ def decode_handshake_result(data: bytes) -> HandshakeResult:
     limit = left = 0
     for number, value in iter_fields(data):
         if number == 10 and isinstance(value, bytes):
-            seconds = nanos = 0
-            for sub, sub_value in iter_fields(value):
-                if sub == 1 and isinstance(sub_value, int):
-                    seconds = sub_value
-                elif sub == 2 and isinstance(sub_value, int):
-                    nanos = sub_value
-            expiration = datetime.datetime.fromtimestamp(seconds + nanos / 1e9, datetime.UTC)
+            expiration = decode_timestamp(value)
         elif number == 20 and isinstance(value, int):
-            limit = value - (1 << 64) if value >= 1 << 63 else value
+            limit = int32(value)
         elif number == 30 and isinstance(value, int):
-            left = value - (1 << 64) if value >= 1 << 63 else value
+            left = int32(value)
     return HandshakeResult(expiration, limit, left)
 
 

@@ -89,7 +89,19 @@ def iter_fields(buf: bytes) -> Iterator[tuple[int, int | bytes]]:
         yield number, value
 
 
-def _timestamp(buf: bytes) -> datetime.datetime:
+def encode_varint(value: int) -> bytes:
+    """Protobuf varint; negative numbers as 64-bit two's complement, as int32 fields are."""
+    value &= (1 << 64) - 1
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def decode_timestamp(buf: bytes) -> datetime.datetime:
+    """A google.protobuf.Timestamp message."""
     seconds = nanos = 0
     for number, value in iter_fields(buf):
         if number == 1 and isinstance(value, int):
@@ -101,7 +113,7 @@ def _timestamp(buf: bytes) -> datetime.datetime:
     )
 
 
-def _int32(value: int) -> int:
+def int32(value: int) -> int:
     # Negative int32 values travel as 64-bit two's complement varints.
     return value - (1 << 64) if value >= 1 << 63 else value
 
@@ -116,13 +128,13 @@ def decode_authorization_token(token: str) -> SessionAuthorizationData:
             elif number in _BYTES_FIELDS:
                 fields[_BYTES_FIELDS[number]] = value
             elif number in _TIMESTAMP_FIELDS:
-                fields[_TIMESTAMP_FIELDS[number]] = _timestamp(value)
+                fields[_TIMESTAMP_FIELDS[number]] = decode_timestamp(value)
             elif number == _WORKER_INFO:
                 for sub_number, sub_value in iter_fields(value):
                     if sub_number == _WORKER_INFO_ADDRESS and isinstance(sub_value, bytes):
                         fields["worker_addresses"].append(sub_value.decode())
         elif number == _CONNECTION_LIMIT:
-            fields["connection_limit"] = _int32(value)
+            fields["connection_limit"] = int32(value)
         elif number in _UINT_FIELDS:
             fields[_UINT_FIELDS[number]] = value
     for required in ("session_id", "certificate", "private_key"):

@@ -9,7 +9,7 @@ import httpx
 from boundary_api._transport import DEFAULT_TIMEOUT, Transport
 from boundary_api.models import AuthToken
 from boundary_api.resources.aliases import Aliases
-from boundary_api.resources.auth import AuthMethods
+from boundary_api.resources.auth import AuthMethods, AuthTokens
 from boundary_api.resources.credentials import Credentials, CredentialStores
 from boundary_api.resources.scopes import Scopes
 from boundary_api.resources.sessions import Sessions
@@ -52,6 +52,7 @@ class BoundaryClient:
             max_connections=max_connections,
         )
         self.auth_methods = AuthMethods(self._transport)
+        self.auth_tokens = AuthTokens(self._transport)
         self.workers = Workers(self._transport)
         self.targets = Targets(self._transport)
         self.aliases = Aliases(self._transport)

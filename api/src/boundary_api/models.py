@@ -41,6 +41,14 @@ class AuthToken(Resource):
     expiration_time: datetime.datetime | None = None
 
 
+class AuthTokenInfo(Resource):
+    id: str
+    user_id: str
+    auth_method_id: str = ""
+    scope_id: str = ""
+    expiration_time: datetime.datetime | None = None
+
+
 class Worker(Resource):
     id: str
     scope_id: str = "global"

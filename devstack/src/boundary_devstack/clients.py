@@ -70,7 +70,7 @@ class BoundaryCLI:
     def binary(self) -> str:
         return str(Path(self.stack.values["STACK_BIN"]) / "boundary")
 
-    def _env(self) -> dict[str, str]:
+    def env(self) -> dict[str, str]:
         env = {
             **os.environ,
             "BOUNDARY_ADDR": self.stack.values["BOUNDARY_ADDR"],
@@ -98,7 +98,7 @@ class BoundaryCLI:
                 "-format",
                 "json",
             ],
-            self._env(),
+            self.env(),
             None,
             60,
         )
@@ -109,5 +109,5 @@ class BoundaryCLI:
         if self._token is None:
             self.login()
         argv = [self.binary, *args, "-format", "json", "-token", "env://BK_BOUNDARY_TOKEN"]
-        stdout = _run(argv, self._env(), None, timeout).stdout
+        stdout = _run(argv, self.env(), None, timeout).stdout
         return json.loads(stdout) if stdout.strip() else None

@@ -1,7 +1,14 @@
 from __future__ import annotations
 
-from boundary_api.models import AuthToken
+from boundary_api.models import AuthToken, AuthTokenInfo
 from boundary_api.resources._base import ResourceClient, resource_path
+
+
+class AuthTokens(ResourceClient):
+    async def read(self, token_id: str) -> AuthTokenInfo:
+        """Who a token belongs to and when it expires (never the token itself)."""
+        answer = await self._transport.request("GET", resource_path("auth-tokens", token_id))
+        return AuthTokenInfo.model_validate(answer)
 
 
 class AuthMethods(ResourceClient):
