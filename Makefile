@@ -33,8 +33,7 @@ stack: tools
 	@$(RUN) python -m boundary_devstack up --bin-dir "$(STACK_BIN)" --env-file "$(STACK_ENV)"
 
 demo: tools
-	@$(RUN) python -m boundary_devstack up --bin-dir "$(STACK_BIN)" --env-file "$(STACK_ENV)" \
-		$(if $(DEMO_EXIT),--exit-when-ready,)
+	@$(RUN) python -m boundary_devstack.demo $(if $(DEMO_EXIT),--exit,)
 
 ## Checks -----------------------------------------------------------------------------------
 lint:

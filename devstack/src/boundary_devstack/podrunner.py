@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import ctypes
 import hashlib
 import os
 import re
@@ -214,7 +215,7 @@ class PodRunner:
         }
         argv = [*unshare, "/bin/sh", "-c", script, "pod", *self.argv(container, env)]
         print(f"[pod-run] {self.namespace}/{self.pod_name} at {self.address}", flush=True)
-        process = subprocess.Popen(argv, env=child_env)
+        process = subprocess.Popen(argv, env=child_env, preexec_fn=_die_with_parent)
 
         def forward(signum: int, _frame: object) -> None:
             process.send_signal(signum)
@@ -242,6 +243,12 @@ class PodRunner:
             return "NotFound" not in exc.stderr
         same = current["metadata"]["uid"] == self.pod["metadata"]["uid"]
         return same and not current["metadata"].get("deletionTimestamp")
+
+
+def _die_with_parent() -> None:
+    """The container goes when its runner goes, however the runner ends (PR_SET_PDEATHSIG)."""
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(1, signal.SIGTERM)
 
 
 def main(argv: list[str] | None = None) -> int:
