@@ -38,6 +38,7 @@ from boundary_devstack.stack import StackEnv
 
 MOUNT_ROOT = "/opt/boundary"
 POD_CHECK_SECONDS = 2.0
+RUNNER_BIN = f"{MOUNT_ROOT}/.runner-bin"
 _VAR = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
 
 
@@ -167,6 +168,16 @@ class PodRunner:
         self, container: dict[str, Any], volumes: dict[str, Path], env: dict[str, str]
     ) -> str:
         lines = ["set -eu", f"mkdir -p {MOUNT_ROOT}", f"mount -t tmpfs tmpfs {MOUNT_ROOT}"]
+        # The image's binary, as the container sees it. Bound before any volume is mounted:
+        # an emptyDir on /tmp would otherwise hide a binary that lives under the host's /tmp.
+        binary = self.image_binary(container)
+        if binary is not None:
+            target = shlex.quote(f"{RUNNER_BIN}/{binary.name}")
+            lines += [
+                f"mkdir -p {RUNNER_BIN}",
+                f"touch {target}",
+                f"mount --bind {shlex.quote(str(binary))} {target}",
+            ]
         for mount in container.get("volumeMounts") or []:
             path = mount["mountPath"]
             if not (path == MOUNT_ROOT or path.startswith(MOUNT_ROOT + "/") or path == "/tmp"):
@@ -195,10 +206,17 @@ class PodRunner:
         command += [expand(a, env) for a in (container.get("args") or [])]
         if not command:
             raise PodRunError("the container has no command; the runner cannot know the image's")
-        binary = self.bin_dir / command[0]
-        if binary.exists():
-            command[0] = str(binary)
+        if self.image_binary(container) is not None:
+            command[0] = f"{RUNNER_BIN}/{command[0]}"
         return command
+
+    def image_binary(self, container: dict[str, Any]) -> Path | None:
+        """The host program standing in for the image's command (boundary from STACK_BIN)."""
+        command = container.get("command") or []
+        if not command or "/" in command[0]:
+            return None
+        binary = self.bin_dir / command[0]
+        return binary.resolve() if binary.exists() else None
 
     def run(self) -> int:
         container = self.container()
