@@ -21,7 +21,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 import uuid
 from collections.abc import Iterator
@@ -35,6 +34,7 @@ from bench.api_create import stack
 from bench.operator_workers import percentile
 from bench.results import Row, row, write
 from boundary_api import BoundaryClient
+from boundary_devstack.agent_process import local_agent
 from boundary_devstack.clients import BoundaryCLI
 from boundary_devstack.net import free_port
 from boundary_devstack.process import ManagedProcess
@@ -120,11 +120,7 @@ def measure(env: StackEnv, mib: int, seconds: int) -> tuple[list[Row], dict[str,
     alias_names = [f"svc{i}.{tag}.test" for i in range(20)]
     forward_names = [f"fwd{i}.upstream.test" for i in range(20)]
     http_port, upstream_port = free_port(), free_port(UPSTREAM_HOST)
-    agent_port, control_port, baseline_port = (
-        free_port(AGENT_HOST),
-        free_port(),
-        free_port(UPSTREAM_HOST),
-    )
+    baseline_port = free_port(UPSTREAM_HOST)
     http = ManagedProcess(
         "http",
         [
@@ -175,24 +171,8 @@ def measure(env: StackEnv, mib: int, seconds: int) -> tuple[list[Row], dict[str,
         ],
         log_path=work / "base.log",
     )
-    config = work / "agent.hcl"
-    config.write_text(
-        textwrap.dedent(f"""\
-        dns_listen_addresses = ["{AGENT_HOST}:{agent_port}"]
-        v4_prefix = "127.77.0.0/16"
-        override_upstream_dns_servers = ["{UPSTREAM_HOST}:{upstream_port}"]
-        control_listen_port = {control_port}
-        state_file = "{work}/run/state.json"
-        alias_refresh_interval = "2s"
-    """)
-    )
-    agent_env = {**os.environ, "BOUNDARY_CLIENT_AGENT_LISTENING_PORT": str(control_port)}
-    agent = ManagedProcess(
-        "agent",
-        [sys.executable, "-m", "boundary_agent.cli", "run", "-config", str(config)],
-        log_path=work / "agent.log",
-        env=agent_env,
-    )
+    local = local_agent(work / "agent", AGENT_HOST, upstream=f"{UPSTREAM_HOST}:{upstream_port}")
+    agent, agent_port = local.process, local.dns_port
     values = env.values
     result: dict[str, float] = {}
     rows: list[Row] = []
@@ -216,25 +196,9 @@ def measure(env: StackEnv, mib: int, seconds: int) -> tuple[list[Row], dict[str,
 
     target_ids = asyncio.run(make_targets())
     with _processes(http, upstream, baseline, agent):
-        agent.wait_healthy(lambda: (work / "run" / "state.json").exists(), 30)
+        agent.wait_healthy(local.state_file.exists, 30)
         result["agent_rss_idle_mib"] = _rss_kib(agent.pid) / 1024
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "boundary_agent.cli",
-                "login",
-                "-addr",
-                values["BOUNDARY_ADDR"],
-                "-auth-method-id",
-                values["BOUNDARY_AUTH_METHOD_ID"],
-                "-login-name",
-                "admin",
-            ],
-            env={**agent_env, "BOUNDARY_PASSWORD": values["BOUNDARY_PASSWORD"]},
-            check=True,
-            capture_output=True,
-        )
+        local.login_as_admin(env)
 
         def resolved() -> bool:
             answer = dns.query.udp(

@@ -23,6 +23,7 @@ import dns.rdatatype
 import pytest
 
 from boundary_api import BoundaryClient
+from boundary_devstack.agent_process import local_agent
 from boundary_devstack.net import free_port
 from boundary_devstack.process import ManagedProcess
 from boundary_devstack.stack import StackEnv, wait_for
@@ -138,50 +139,19 @@ def agent(
     upstream: int, alias: str, stack_env: StackEnv, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[int, int]]:
     """The agent on loopback, logged in as the admin: (DNS port, control port)."""
-    directory = tmp_path_factory.mktemp("agent")
-    dns_port, control_port = free_port(DNS_HOST), free_port()
-    config = directory / "agent.hcl"
-    config.write_text(
-        textwrap.dedent(f"""\
-        dns_listen_addresses = ["{DNS_HOST}:{dns_port}"]
-        v4_prefix = "{PREFIX}"
-        override_upstream_dns_servers = ["{UPSTREAM_HOST}:{upstream}"]
-        control_listen_port = {control_port}
-        state_file = "{directory}/run/state.json"
-        alias_refresh_interval = "2s"
-    """)
+    local = local_agent(
+        tmp_path_factory.mktemp("agent"),
+        DNS_HOST,
+        prefix=PREFIX,
+        upstream=f"{UPSTREAM_HOST}:{upstream}",
     )
-    process = ManagedProcess(
-        "agent",
-        [*AGENT, "run", "-config", str(config)],
-        log_path=directory / "agent.log",
-        env=_agent_env(control_port),
-    )
-    process.start()
-    process.wait_healthy(lambda: (directory / "run" / "state.json").exists(), 30)
-    env = stack_env.values
-    subprocess.run(
-        [
-            *AGENT,
-            "login",
-            "-addr",
-            env["BOUNDARY_ADDR"],
-            "-auth-method-id",
-            env["BOUNDARY_AUTH_METHOD_ID"],
-            "-login-name",
-            "admin",
-        ],
-        env={**_agent_env(control_port), "BOUNDARY_PASSWORD": env["BOUNDARY_PASSWORD"]},
-        check=True,
-        capture_output=True,
-        timeout=30,
-    )
-    state = directory / "run" / "state.json"
-    assert state.stat().st_mode & 0o777 == 0o600
-    yield dns_port, control_port
-    process.stop()
-    assert "token" not in process.log_tail(1000).lower().replace("auth token", "")
-    assert not state.exists(), "the state file is removed on clean shutdown"
+    local.start()
+    local.login_as_admin(stack_env)
+    assert local.state_file.stat().st_mode & 0o777 == 0o600
+    yield local.dns_port, local.control_port
+    local.stop()
+    assert "token" not in local.process.log_tail(1000).lower().replace("auth token", "")
+    assert not local.state_file.exists(), "the state file is removed on clean shutdown"
 
 
 def dig(port: int, name: str, *extra: str) -> str:

@@ -24,15 +24,14 @@ import string
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 import urllib.request
 from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 
+from boundary_devstack.agent_process import local_agent
 from boundary_devstack.clients import BoundaryCLI, CommandFailed, Kubectl
-from boundary_devstack.net import free_port
 from boundary_devstack.netns import NamespaceHost
 from boundary_devstack.operator_process import operator_process, pod_runner_process
 from boundary_devstack.process import ComponentError, ManagedProcess
@@ -230,8 +229,11 @@ def run(exit_when_done: bool) -> None:
         start_web_backend(stack, work)
         start_db_backend(stack, work)
         detail(f"HTTP server on {WEB_IP}:80, PostgreSQL on {DB_IP}:5432 (network namespaces)")
-        dns_port, control_port = free_port(DNS_HOST), free_port()
-        agent = _start_agent(stack, work, dns_port, control_port, values)
+        agent = local_agent(work / "agent", DNS_HOST)
+        agent.start()
+        stack.callback(agent.stop)
+        agent.login_as_admin(env)
+        dns_port, control_port = agent.dns_port, agent.control_port
         detail(f"boundary-agent: DNS on {DNS_HOST}:{dns_port}, control API on {control_port}")
 
         step(6, "resolving the aliases and connecting through Boundary")
@@ -284,7 +286,7 @@ def run(exit_when_done: bool) -> None:
                 f"dig @{DNS_HOST} -p {dns_port} web.demo.boundary",
                 flush=True,
             )
-            _wait_for_interrupt(agent)
+            _wait_for_interrupt(agent.process)
 
 
 def _wait_for_interrupt(agent: ManagedProcess) -> None:
@@ -316,50 +318,6 @@ def _status(kubectl: Kubectl) -> dict[str, object]:
 def _targets(cli: BoundaryCLI) -> int:
     items = cli("targets", "list", "-scope-id", "global", "-recursive")["items"] or []
     return sum(t.get("name", "").startswith("demo/demo/") for t in items)
-
-
-def _start_agent(
-    stack: ExitStack, work: Path, dns_port: int, control_port: int, values: dict[str, str]
-) -> ManagedProcess:
-    config = work / "agent.hcl"
-    config.write_text(
-        textwrap.dedent(f"""\
-        dns_listen_addresses = ["{DNS_HOST}:{dns_port}"]
-        v4_prefix = "127.77.0.0/16"
-        control_listen_port = {control_port}
-        state_file = "{work}/agent/state.json"
-        alias_refresh_interval = "2s"
-    """)
-    )
-    agent_env = {**os.environ, "BOUNDARY_CLIENT_AGENT_LISTENING_PORT": str(control_port)}
-    agent = ManagedProcess(
-        "boundary-agent",
-        [sys.executable, "-m", "boundary_agent.cli", "run", "-config", str(config)],
-        log_path=work / "agent.log",
-        env=agent_env,
-    )
-    agent.start()
-    stack.callback(agent.stop)
-    agent.wait_healthy(lambda: (work / "agent" / "state.json").exists(), 30)
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "boundary_agent.cli",
-            "login",
-            "-addr",
-            values["BOUNDARY_ADDR"],
-            "-auth-method-id",
-            values["BOUNDARY_AUTH_METHOD_ID"],
-            "-login-name",
-            "admin",
-        ],
-        env={**agent_env, "BOUNDARY_PASSWORD": values["BOUNDARY_PASSWORD"]},
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-    return agent
 
 
 def _brokered_credentials(address: str, control_port: int) -> tuple[str, str]:
