@@ -53,9 +53,18 @@ async def _count_ours(boundary: BoundaryClient, cluster: str) -> tuple[int, int]
     )
 
 
-def _counters(process: ManagedProcess) -> tuple[int, int]:
-    found = re.findall(r"since start: (\d+) writes, (\d+) reads", process.log_tail(2000))
-    return (int(found[-1][0]), int(found[-1][1])) if found else (0, 0)
+def _resync_lines(process: ManagedProcess) -> list[tuple[int, int]]:
+    found = re.findall(r"since start: (\d+) writes, (\d+) reads", process.log_tail(5000))
+    return [(int(w), int(r)) for w, r in found]
+
+
+async def _next_resync(process: ManagedProcess, seen: int) -> tuple[int, int]:
+    for _ in range(120):
+        lines = _resync_lines(process)
+        if len(lines) > seen:
+            return lines[seen]
+        await asyncio.sleep(0.5)
+    raise RuntimeError("no resync logged within a minute")
 
 
 async def through_operator(
@@ -94,12 +103,13 @@ async def through_operator(
             await asyncio.sleep(2)
         result["converge_s"] = time.perf_counter() - started
         # Wait for a resync pass after convergence, then one more: the steady state.
-        writes_before, reads_before = _counters(process)
-        await asyncio.sleep(32)
-        writes_after, reads_after = _counters(process)
-        result["first_sync_calls_per_service"] = (writes_before + reads_before) / count
-        result["steady_writes_per_pass"] = float(writes_after - writes_before)
-        result["steady_reads_per_service_per_pass"] = (reads_after - reads_before) / 2 / count
+        # The operator logs cumulative call counts at each resync. The first resync that starts
+        # after convergence closes the first sync; the one after it is pure steady state.
+        first = await _next_resync(process, len(_resync_lines(process)))
+        second = await _next_resync(process, len(_resync_lines(process)))
+        result["first_sync_calls_per_service"] = (first[0] + first[1]) / count
+        result["steady_writes_per_pass"] = float(second[0] - first[0])
+        result["steady_reads_per_pass"] = float(second[1] - first[1])
         latencies = await _alias_latency(kubectl, boundary, namespaces[0], cluster, samples)
         result["peak_rss_mib"] = _peak_rss_kib(process.pid) / 1024
     finally:

@@ -44,14 +44,21 @@ class LocalAgent:
     def cli(
         self, *args: str, extra_env: dict[str, str] | None = None, check: bool = True
     ) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
+        result = subprocess.run(
             [*AGENT_CLI, *args],
             env={**self.env, **(extra_env or {})},
             capture_output=True,
             text=True,
             timeout=60,
-            check=check,
+            check=False,
         )
+        if check and result.returncode != 0:
+            raise RuntimeError(
+                f"boundary-agent {args[0]} failed ({result.returncode}): "
+                f"{(result.stderr or result.stdout).strip()}\n"
+                f"--- agent log ---\n{self.process.log_tail(20)}"
+            )
+        return result
 
     def login_as_admin(self, stack: StackEnv) -> None:
         values = stack.values
