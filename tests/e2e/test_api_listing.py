@@ -33,7 +33,7 @@ def bulk_project(boundary_cli: BoundaryCLI, stack_env: StackEnv) -> Iterator[str
 
 
 async def _create_many(boundary: BoundaryClient, project: str, count: int) -> list[Target]:
-    limit = asyncio.Semaphore(32)
+    limit = asyncio.Semaphore(8)  # more makes the dev controller time out a POST on 2 cores
 
     async def one(index: int) -> Target:
         async with limit:
