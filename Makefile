@@ -7,11 +7,13 @@ export STACK_BIN ?= $(CURDIR)/.stack/bin
 STACK_ENV ?= $(CURDIR)/.stack/env
 RUN := uv run --frozen --quiet
 
-.PHONY: help tools apt-packages python-env go-tools stack demo test lint typecheck unit e2e
+.PHONY: help tools apt-packages python-env go-tools stack demo test lint typecheck unit e2e chaos \
+	test-chaos
 
 help:
 	@echo "make demo    run the main job end to end (DEMO_EXIT=1 to exit when done)"
-	@echo "make test    lint, type checks, unit and e2e tests"
+	@echo "make test    lint, type checks, unit, e2e and short chaos tests"
+	@echo "make test-chaos  the full fault-injection suite"
 	@echo "make tools   install/build every program the tests use and print versions"
 	@echo "make stack   start the real local stack in the foreground; writes .stack/env"
 
@@ -49,7 +51,14 @@ unit:
 e2e:
 	$(RUN) pytest -q tests/e2e
 
-test: tools lint typecheck unit e2e
+# The fault-injection suite in its short form; `make test-chaos` runs the full sizes.
+chaos:
+	$(RUN) pytest -q tests/chaos
+
+test-chaos: tools
+	BK_CHAOS=full $(RUN) pytest -q tests/chaos
+
+test: tools lint typecheck unit e2e chaos
 
 ## Benchmarks -------------------------------------------------------------------------------
 .PHONY: bench bench-quick

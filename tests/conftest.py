@@ -11,7 +11,7 @@ from boundary_devstack.clients import Kubectl
 from boundary_devstack.stack import StackEnv
 
 pytest_plugins = ["boundary_devstack.pytest_plugin"]
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")
