@@ -8,7 +8,7 @@ import asyncio
 import json
 import logging
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import httpx
@@ -29,6 +29,9 @@ from boundary_api.errors import (
 log = logging.getLogger("boundary_api")
 
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=5.0)
+AttemptObserver = Callable[[str, int], None]
+"""Called after every HTTP attempt, retries included, with the method and the status code (0 when
+no answer came). Metrics hang off it; it must not raise."""
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 JSONObject = dict[str, Any]
 
@@ -44,8 +47,10 @@ class Transport:
         backoff: float = 0.2,
         verify: str | bool = True,
         max_connections: int = 64,
+        on_attempt: AttemptObserver | None = None,
     ) -> None:
         self._token = token
+        self._on_attempt = on_attempt
         self.retries = retries
         self.backoff = backoff
         self._http = httpx.AsyncClient(
@@ -95,6 +100,7 @@ class Transport:
                     method, "/" + path, params=_query(params), json=body, headers=headers
                 )
             except httpx.TransportError as exc:
+                self._observe(method, 0)
                 if attempt < retries:
                     attempt += 1
                     await self._sleep(attempt, method, path, type(exc).__name__)
@@ -105,6 +111,7 @@ class Transport:
                     method=method,
                     path=path,
                 ) from exc
+            self._observe(method, response.status_code)
             if response.status_code == 429 and attempt < max(retries, self.retries):
                 # Rate limited: the controller did not act on the request, so even a
                 # non-idempotent call is safe to send again, after the time it asks for.
@@ -121,6 +128,10 @@ class Transport:
                 # An earlier attempt whose answer was lost may have deleted it already.
                 return {}
             return _decode(response, method, path)
+
+    def _observe(self, method: str, status: int) -> None:
+        if self._on_attempt is not None:
+            self._on_attempt(method, status)
 
     async def _sleep(
         self, attempt: int, method: str, path: str, why: str, at_least: float = 0.0

@@ -6,7 +6,7 @@ from types import TracebackType
 
 import httpx
 
-from boundary_api._transport import DEFAULT_TIMEOUT, Transport
+from boundary_api._transport import DEFAULT_TIMEOUT, AttemptObserver, Transport
 from boundary_api.models import AuthToken
 from boundary_api.resources.aliases import Aliases
 from boundary_api.resources.auth import AuthMethods, AuthTokens
@@ -27,7 +27,8 @@ class BoundaryClient:
 
     One connection pool serves every call. Every call has a timeout (`timeout`, default 30 s,
     5 s to connect). Idempotent calls (GET, DELETE) are retried `retries` times with jittered
-    exponential backoff on transport errors and 5xx answers; others never are.
+    exponential backoff on transport errors and 5xx answers; others never are. `on_attempt`,
+    if given, sees every HTTP attempt's method and status (0: no answer), for metrics.
     """
 
     def __init__(
@@ -40,6 +41,7 @@ class BoundaryClient:
         backoff: float = 0.2,
         verify: str | bool = True,
         max_connections: int = 64,
+        on_attempt: AttemptObserver | None = None,
     ) -> None:
         self.addr = addr.rstrip("/")
         self._transport = Transport(
@@ -50,6 +52,7 @@ class BoundaryClient:
             backoff=backoff,
             verify=verify,
             max_connections=max_connections,
+            on_attempt=on_attempt,
         )
         self.auth_methods = AuthMethods(self._transport)
         self.auth_tokens = AuthTokens(self._transport)
