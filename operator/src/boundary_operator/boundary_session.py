@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from boundary_api import BoundaryClient
+from boundary_operator.metrics import count_boundary_attempt
 from boundary_operator.settings import OperatorSettings
 
 
@@ -14,6 +15,7 @@ async def connect(settings: OperatorSettings) -> BoundaryClient:
         verify=settings.boundary_ca_cert or True,
         retries=2,
         timeout=15.0,
+        on_attempt=count_boundary_attempt,
     )
     token = settings.boundary_token.get_secret_value()
     try:

@@ -12,7 +12,9 @@ from typing import Any
 
 import kopf
 
-from boundary_operator.kube import KubeClient, KubeCredentials, default_credentials
+from boundary_operator.drain import drain
+from boundary_operator.kube import KubeClient, KubeCredentials, KubeError, default_credentials
+from boundary_operator.metrics import serve as serve_metrics
 from boundary_operator.runtime import Runtime, set_runtime
 from boundary_operator.settings import OperatorSettings
 
@@ -30,6 +32,8 @@ FLAGS = {
     "--alias-template": "BOUNDARY_OPERATOR_ALIAS_TEMPLATE",
     "--target-address": "BOUNDARY_OPERATOR_TARGET_ADDRESS",
     "--resync-seconds": "BOUNDARY_OPERATOR_RESYNC_SECONDS",
+    "--metrics-port": "BOUNDARY_OPERATOR_METRICS_PORT",
+    "--health-port": "BOUNDARY_OPERATOR_HEALTH_PORT",
 }
 # Secrets are taken only from the environment (BOUNDARY_PASSWORD, BOUNDARY_TOKEN): a flag would
 # show in the process list.
@@ -83,7 +87,17 @@ def main(argv: list[str] | None = None) -> int:
     for flag, env in FLAGS.items():
         run.add_argument(flag, dest=env, help=f"(env {env})")
     run.add_argument("--verbose", action="store_true")
+    drain_parser = sub.add_parser(
+        "drain",
+        help="delete every watched BoundaryPKIWorker and wait until the operator tore it down",
+    )
+    drain_parser.add_argument(
+        "--namespaces", default="", help="comma-separated; empty: every namespace"
+    )
+    drain_parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait")
     args = parser.parse_args(argv)
+    if args.command == "drain":
+        return _drain([n for n in args.namespaces.split(",") if n], args.timeout)
     for env in FLAGS.values():
         value = getattr(args, env)
         if value is not None:
@@ -100,14 +114,43 @@ def main(argv: list[str] | None = None) -> int:
         print(f"boundary-operator: invalid configuration: {exc}", file=sys.stderr)
         return 2
     _register_handlers()
+    serve_metrics(settings.metrics_port)
     namespaces = settings.namespaces
+    liveness = f"http://0.0.0.0:{settings.health_port}/healthz" if settings.health_port else None
     asyncio.run(
         kopf.operator(
             clusterwide=not namespaces,
             namespaces=namespaces,
             standalone=True,
+            liveness_endpoint=liveness,
         )
     )
+    return 0
+
+
+def _drain(namespaces: list[str], timeout: float) -> int:
+    async def run() -> list[str]:
+        kube = KubeClient(default_credentials())
+        try:
+            return await drain(kube, namespaces, timeout=timeout)
+        finally:
+            await kube.aclose()
+
+    where = ", ".join(namespaces) or "every namespace"
+    try:
+        remaining = asyncio.run(run())
+    except KubeError as exc:
+        print(f"boundary-operator drain: {exc}", file=sys.stderr)
+        return 1
+    if remaining:
+        print(
+            f"boundary-operator drain: still present after {timeout:.0f} s: "
+            f"{', '.join(remaining)}; is the operator running? (kubectl describe shows their "
+            "Events)",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"boundary-operator drain: no BoundaryPKIWorker left in {where}")
     return 0
 
 

@@ -35,6 +35,10 @@ class OperatorSettings(BaseSettings):
     alias_template: str = Field(
         default="{service}.{namespace}.{cluster}", alias="BOUNDARY_OPERATOR_ALIAS_TEMPLATE"
     )
+    metrics_port: int = Field(default=0, ge=0, le=65535, alias="BOUNDARY_OPERATOR_METRICS_PORT")
+    """Prometheus /metrics port; 0 turns it off."""
+    health_port: int = Field(default=0, ge=0, le=65535, alias="BOUNDARY_OPERATOR_HEALTH_PORT")
+    """Liveness /healthz port; 0 turns it off."""
     target_address: Literal["dns", "clusterip"] = Field(
         default="dns", alias="BOUNDARY_OPERATOR_TARGET_ADDRESS"
     )

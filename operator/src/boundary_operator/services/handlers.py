@@ -12,6 +12,7 @@ import kopf
 
 from boundary_api import BoundaryError
 from boundary_operator.kube import KubeError
+from boundary_operator.metrics import count_reconcile
 from boundary_operator.runtime import get_runtime
 
 log = logging.getLogger("boundary_operator.services")
@@ -29,7 +30,9 @@ async def service_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None
             await publisher.unpublish(body["metadata"]["uid"])
         else:
             await publisher.publish(dict(body))
+        count_reconcile("Service", ok=True)
     except (BoundaryError, KubeError) as exc:
+        count_reconcile("Service", ok=False)
         # The periodic resync retries; say what happened on the Service meanwhile.
         await runtime.forget_login(exc)
         log.warning(

@@ -10,6 +10,7 @@ import kopf
 from boundary_api import BoundaryError
 from boundary_operator.conditions import Condition, merge_conditions
 from boundary_operator.kube import KubeError
+from boundary_operator.metrics import count_reconcile
 from boundary_operator.naming import GROUP
 from boundary_operator.runtime import get_runtime
 from boundary_operator.workers.service import SyncResult, WorkerService
@@ -70,8 +71,10 @@ async def _reconcile(body: kopf.Body, patch: kopf.Patch, retry: int) -> SyncResu
                 ]
             )
             _write_status(body, patch, failed)
+            count_reconcile("BoundaryPKIWorker", ok=False)
             kopf.warn(body, reason="SyncFailed", message=message)
             raise kopf.TemporaryError(message, delay=_backoff(retry)) from exc
+    count_reconcile("BoundaryPKIWorker", ok=True)
     for event in result.events:
         kopf.event(body, type=event.type, reason=event.reason, message=event.message)
     _write_status(body, patch, result)

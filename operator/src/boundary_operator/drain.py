@@ -1,0 +1,39 @@
+"""`boundary-operator drain`: delete every BoundaryPKIWorker the operator watches and wait until
+the running operator has torn each one down (pods stopped, workers deregistered, finalizer
+removed). The chart's pre-delete hook runs it, so `helm uninstall` leaves no finalizer behind
+without an operator to complete it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from boundary_operator.kube import KubeClient
+
+KIND = "BoundaryPKIWorker"
+
+
+async def _present(kube: KubeClient, namespaces: list[str]) -> list[str]:
+    found = []
+    scopes: list[str | None] = [*namespaces] if namespaces else [None]
+    for namespace in scopes:
+        for item in await kube.list(KIND, namespace):
+            meta = item["metadata"]
+            found.append(f"{meta['namespace']}/{meta['name']}")
+    return found
+
+
+async def drain(
+    kube: KubeClient, namespaces: list[str], *, timeout: float, poll: float = 2.0
+) -> list[str]:
+    """Delete the BoundaryPKIWorkers of `namespaces` (every namespace when empty); return those
+    still present after `timeout` seconds (empty: drained)."""
+    for qualified in await _present(kube, namespaces):
+        namespace, name = qualified.split("/", 1)
+        await kube.delete(KIND, namespace, name)
+    deadline = time.monotonic() + timeout
+    while True:
+        remaining = await _present(kube, namespaces)
+        if not remaining or time.monotonic() >= deadline:
+            return remaining
+        await asyncio.sleep(poll)

@@ -1,0 +1,31 @@
+"""Prometheus metrics, served on BOUNDARY_OPERATOR_METRICS_PORT (0: off). Counters only: what a
+platform team alerts on is failing syncs and a Boundary call rate that runs away."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, start_http_server
+
+BOUNDARY_REQUESTS = Counter(
+    "boundary_operator_boundary_requests",
+    "HTTP attempts to the Boundary controller, retries included; code 0 means no answer.",
+    ["method", "code"],
+)
+RECONCILES = Counter(
+    "boundary_operator_reconciles",
+    "Reconciles of BoundaryPKIWorkers and Services, by outcome.",
+    ["kind", "result"],
+)
+
+
+def count_boundary_attempt(method: str, status: int) -> None:
+    BOUNDARY_REQUESTS.labels(method=method, code=str(status)).inc()
+
+
+def count_reconcile(kind: str, ok: bool) -> None:
+    RECONCILES.labels(kind=kind, result="ok" if ok else "error").inc()
+
+
+def serve(port: int) -> None:
+    """Serve /metrics from a daemon thread (the asyncio loop stays free of it)."""
+    if port:
+        start_http_server(port)
