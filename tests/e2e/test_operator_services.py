@@ -18,9 +18,10 @@ from typing import Any
 
 import pytest
 
+from boundary_devstack.chart import operator_under_chart
 from boundary_devstack.clients import BoundaryCLI, CommandFailed, Kubectl
 from boundary_devstack.netns import NamespaceHost
-from boundary_devstack.operator_process import operator_process, pod_runner_process
+from boundary_devstack.operator_process import pod_runner_process
 from boundary_devstack.process import ManagedProcess
 from boundary_devstack.stack import StackEnv, wait_for
 
@@ -36,20 +37,18 @@ def operator(
 ) -> Iterator[ManagedProcess]:
     kubectl("apply", "-f", str(REPO / "crds"))
     kubectl("create", "namespace", NAMESPACE)
-    process = operator_process(
+    # Under exactly the Helm chart's ServiceAccount and settings: this proves its RBAC is enough.
+    with operator_under_chart(
         stack_env,
+        NAMESPACE,
+        f"bk-{CLUSTER}",
         tmp_path_factory.mktemp("operator"),
-        cluster_name=CLUSTER,
-        namespaces=[NAMESPACE],
-        extra_env={
-            "BOUNDARY_OPERATOR_DEFAULT_SCOPE": stack_env.values["BOUNDARY_PROJECT_ID"],
-            "BOUNDARY_OPERATOR_RESYNC_SECONDS": "3",
-            "BOUNDARY_OPERATOR_TARGET_ADDRESS": "clusterip",
-        },
-    )
-    process.start()
-    yield process
-    process.stop()
+        clusterName=CLUSTER,
+        defaultScope=stack_env.values["BOUNDARY_PROJECT_ID"],
+        resyncSeconds=3,
+        targetAddress="clusterip",
+    ) as (process, _):
+        yield process
     kubectl("delete", "namespace", NAMESPACE, "--wait=false")
 
 
@@ -334,27 +333,32 @@ def test_real_traffic_through_the_worker_with_boundary_connect(
     assert target["address"] == BACKEND_IP
     boundary_cli.login()
     env = boundary_cli.env()
-    result = subprocess.run(
-        [
-            boundary_cli.binary,
-            "connect",
-            "-target-id",
-            target["id"],
-            "-token",
-            "env://BK_BOUNDARY_TOKEN",
-            "-exec",
-            "curl",
-            "--",
-            "-sSf",
-            f"http://{{{{boundary.ip}}}}:{{{{boundary.port}}}}/{path}",
-            "-o",
-            str(received),
-        ],
-        env=env,
-        capture_output=True,
-        timeout=120,
-        check=False,
-    )
+    # `boundary connect` itself (the official client, not ours) sometimes fails its websocket
+    # handshake with the worker ("received header with unexpected rsv bits"): up to 3 tries.
+    for _attempt in range(3):
+        result = subprocess.run(
+            [
+                boundary_cli.binary,
+                "connect",
+                "-target-id",
+                target["id"],
+                "-token",
+                "env://BK_BOUNDARY_TOKEN",
+                "-exec",
+                "curl",
+                "--",
+                "-sSf",
+                f"http://{{{{boundary.ip}}}}:{{{{boundary.port}}}}/{path}",
+                "-o",
+                str(received),
+            ],
+            env=env,
+            capture_output=True,
+            timeout=120,
+            check=False,
+        )
+        if result.returncode == 0:
+            break
     assert result.returncode == 0, result.stderr.decode()[-2000:]
     assert received.exists(), (result.stdout[-1500:], result.stderr[-1500:])
     # curl writes the body to a file: `boundary connect` prints its proxy details on stdout.

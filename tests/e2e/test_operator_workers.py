@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from boundary_devstack.chart import operator_under_chart
 from boundary_devstack.clients import BoundaryCLI, CommandFailed, Kubectl
 from boundary_devstack.operator_process import operator_process, pod_runner_process
 from boundary_devstack.process import ManagedProcess
@@ -38,15 +39,15 @@ def operator(
 ) -> Iterator[ManagedProcess]:
     for namespace in (NAMESPACE, FAULT_NAMESPACE):
         kubectl("create", "namespace", namespace)
-    process = operator_process(
+    # Under exactly the Helm chart's ServiceAccount and settings: this proves its RBAC is enough.
+    with operator_under_chart(
         stack_env,
+        NAMESPACE,
+        f"bk-{CLUSTER}",
         tmp_path_factory.mktemp("operator"),
-        cluster_name=CLUSTER,
-        namespaces=[NAMESPACE],
-    )
-    process.start()
-    yield process
-    process.stop()
+        clusterName=CLUSTER,
+    ) as (process, _):
+        yield process
     for namespace in (NAMESPACE, FAULT_NAMESPACE):
         kubectl("delete", "namespace", namespace, "--wait=false")
 

@@ -59,6 +59,18 @@ class Kubectl:
 
 
 @dataclass
+class Helm:
+    """The real helm, against the stack's apiserver."""
+
+    stack: StackEnv
+
+    def __call__(self, *args: str, timeout: float = 120) -> str:
+        env = {**os.environ, "KUBECONFIG": self.stack.values["KUBECONFIG"]}
+        binary = str(Path(self.stack.values["STACK_BIN"]) / "helm")
+        return _run([binary, *args], env, None, timeout).stdout
+
+
+@dataclass
 class BoundaryCLI:
     """The official `boundary` CLI, authenticated once as the stack's admin. The token is kept in
     the child environment (`-token env://...`), never on a command line or in output."""

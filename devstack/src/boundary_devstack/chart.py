@@ -1,0 +1,181 @@
+"""The Helm chart on the local stack: install it, then run the operator as a local process under
+exactly the chart's ServiceAccount (a token for it, nothing more) and with the environment the
+chart's Deployment declares. Pods do not run here (kwok), so this is how the tests prove that
+the chart's RBAC and settings are enough."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from boundary_devstack.clients import Helm, Kubectl
+from boundary_devstack.net import free_port
+from boundary_devstack.process import ManagedProcess
+from boundary_devstack.stack import StackEnv
+
+CHART = Path(__file__).resolve().parents[3] / "charts" / "boundary-worker"
+CREDENTIALS_SECRET = "boundary-operator-credentials"  # noqa: S105 - a Secret's name
+
+
+def stack_values(stack: StackEnv, namespaces: list[str], **overrides: Any) -> dict[str, Any]:
+    """Chart values pointing at the stack's controller, with the login Secret of
+    `create_credentials_secret`."""
+    env = stack.values
+    values: dict[str, Any] = {
+        "controller": {"address": env["BOUNDARY_ADDR"]},
+        "auth": {
+            "methodId": env["BOUNDARY_AUTH_METHOD_ID"],
+            "loginName": env["BOUNDARY_LOGIN_NAME"],
+            "existingSecret": CREDENTIALS_SECRET,
+        },
+        "watchNamespaces": namespaces,
+    }
+    values.update(overrides)
+    return values
+
+
+def create_credentials_secret(kubectl: Kubectl, stack: StackEnv, namespace: str) -> None:
+    kubectl.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": CREDENTIALS_SECRET, "namespace": namespace},
+            "stringData": {"password": stack.values["BOUNDARY_PASSWORD"]},
+        }
+    )
+
+
+def install(
+    helm: Helm, release: str, namespace: str, values: dict[str, Any], work_dir: Path
+) -> None:
+    """`helm upgrade --install` with the given values; CRDs are left to crds/ (already applied)."""
+    values_file = work_dir / f"{release}-values.yaml"
+    values_file.write_text(yaml.safe_dump(values))
+    helm(
+        "upgrade",
+        "--install",
+        release,
+        str(CHART),
+        "--namespace",
+        namespace,
+        "--skip-crds",
+        "--values",
+        str(values_file),
+    )
+
+
+@dataclass(frozen=True)
+class ChartOperator:
+    """What a pod of the chart's Deployment would run with."""
+
+    kubeconfig: Path
+    env: dict[str, str]
+    metrics_port: int
+
+
+def service_account_kubeconfig(
+    kubectl: Kubectl, namespace: str, service_account: str, path: Path
+) -> Path:
+    """A kubeconfig holding a token for the ServiceAccount and nothing else (no client
+    certificate), so every request is authorized as that account."""
+    token = kubectl("create", "token", service_account, "-n", namespace, "--duration=4h").strip()
+    config = json.loads(kubectl("config", "view", "--raw", "--minify", "-o", "json"))
+    cluster = config["clusters"][0]["cluster"]
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "stack", "cluster": cluster}],
+                "users": [{"name": service_account, "user": {"token": token}}],
+                "contexts": [
+                    {"name": "sa", "context": {"cluster": "stack", "user": service_account}}
+                ],
+                "current-context": "sa",
+            }
+        )
+    )
+    path.chmod(0o600)
+    return path
+
+
+def deployment_env(kubectl: Kubectl, namespace: str, deployment: str) -> dict[str, str]:
+    """The operator container's environment as the Deployment declares it, Secret references
+    resolved the way the kubelet would."""
+    manifest = kubectl.get_json("deployment", deployment, "-n", namespace)
+    container = manifest["spec"]["template"]["spec"]["containers"][0]
+    env: dict[str, str] = {}
+    for item in container.get("env", []):
+        if "valueFrom" not in item:
+            env[item["name"]] = item.get("value", "")  # the API server drops empty values
+            continue
+        ref = item["valueFrom"]["secretKeyRef"]
+        secret = kubectl.get_json("secret", ref["name"], "-n", namespace)
+        env[item["name"]] = base64.b64decode(secret["data"][ref["key"]]).decode()
+    return env
+
+
+def chart_operator(
+    kubectl: Kubectl, release_namespace: str, release: str, work_dir: Path
+) -> ChartOperator:
+    full_name = release_full_name(release)
+    kubeconfig = service_account_kubeconfig(
+        kubectl, release_namespace, full_name, work_dir / f"{release}-sa.kubeconfig"
+    )
+    env = deployment_env(kubectl, release_namespace, full_name)
+    # Ports are per host here, not per pod: metrics move to a free port, the probe goes.
+    metrics_port = free_port()
+    env["BOUNDARY_OPERATOR_METRICS_PORT"] = str(metrics_port)
+    env["BOUNDARY_OPERATOR_HEALTH_PORT"] = "0"
+    return ChartOperator(kubeconfig=kubeconfig, env=env, metrics_port=metrics_port)
+
+
+def operator_process(operator: ChartOperator, log_dir: Path, name: str) -> ManagedProcess:
+    """The operator as the chart's pod would run it: its env, its ServiceAccount."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BOUNDARY_")}
+    env.update(operator.env)
+    env["KUBECONFIG"] = str(operator.kubeconfig)
+    env.pop("KUBERNETES_SERVICE_HOST", None)
+    return ManagedProcess(
+        name,
+        [sys.executable, "-m", "boundary_operator.main", "run"],
+        log_path=log_dir / f"{name}.log",
+        env=env,
+    )
+
+
+def release_full_name(release: str) -> str:
+    """The chart's `bw.fullname`: the ServiceAccount and Deployment name."""
+    return release if "boundary-worker" in release else f"{release}-boundary-worker"
+
+
+@contextmanager
+def operator_under_chart(
+    stack: StackEnv,
+    namespace: str,
+    release: str,
+    work_dir: Path,
+    **values: Any,
+) -> Iterator[tuple[ManagedProcess, ChartOperator]]:
+    """Install the chart in `namespace` (which it also watches), then run the operator as its
+    pod would; on exit stop the operator and `helm uninstall` (hooks off: kwok runs no Job)."""
+    kubectl, helm = Kubectl(stack), Helm(stack)
+    create_credentials_secret(kubectl, stack, namespace)
+    install(helm, release, namespace, stack_values(stack, [namespace], **values), work_dir)
+    operator = chart_operator(kubectl, namespace, release, work_dir)
+    process = operator_process(operator, work_dir, f"operator-{release}")
+    process.start()
+    try:
+        yield process, operator
+    finally:
+        process.stop()
+        helm("uninstall", release, "--namespace", namespace, "--no-hooks")
