@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -7,8 +8,8 @@ import pytest
 import pytest_asyncio
 
 from boundary_api import BoundaryClient
-from boundary_devstack.clients import Kubectl
-from boundary_devstack.stack import StackEnv
+from boundary_devstack.clients import CommandFailed, Kubectl
+from boundary_devstack.stack import StackEnv, wait_for
 
 pytest_plugins = ["boundary_devstack.pytest_plugin"]
 REPO = Path(__file__).resolve().parents[1]
@@ -24,6 +25,30 @@ def crds(kubectl: Kubectl) -> None:
         "--timeout=60s",
         "crd/boundarypkiworkers.workers.boundaryproject.io",
     )
+
+
+@pytest.fixture(scope="session")
+def admission(crds: None, kubectl: Kubectl) -> None:
+    """The CRDs, and the tag policy actually enforced: a new ValidatingAdmissionPolicy takes a
+    moment before the apiserver applies it."""
+    probe = {
+        "apiVersion": "workers.boundaryproject.io/v1alpha1",
+        "kind": "BoundaryPKIWorker",
+        "metadata": {"name": "policy-probe", "namespace": "default"},
+        "spec": {
+            "registration": {"initialUpstreams": ["controller:9201"]},
+            "tags": {"bad key": "x"},
+        },
+    }
+
+    def policy_enforced() -> bool:
+        try:
+            kubectl("create", "--dry-run=server", "-f", "-", input_text=json.dumps(probe))
+        except CommandFailed:
+            return True
+        return False
+
+    assert wait_for(policy_enforced, timeout=30)
 
 
 @pytest_asyncio.fixture(loop_scope="session")

@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 
 from boundary_devstack.clients import CommandFailed, Kubectl
-from boundary_devstack.stack import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 UPSTREAMS = {"initialUpstreams": ["controller.boundary:9201"]}
@@ -175,19 +174,6 @@ RULES: dict[str, tuple[dict[str, Any], dict[str, Any], str]] = {
         "spec.podTemplate.env[0].name",
     ),
 }
-
-
-@pytest.fixture(scope="module")
-def admission(crds: None, kubectl: Kubectl) -> None:
-    def policy_enforced() -> bool:
-        try:
-            _dry_run(kubectl, {"tags": {"bad key": "x"}, "registration": UPSTREAMS})
-        except CommandFailed:
-            return True
-        return False
-
-    # A new ValidatingAdmissionPolicy takes a moment to be enforced.
-    assert wait_for(policy_enforced, timeout=30)
 
 
 def _manifest(spec: dict[str, Any], name: str | None = None) -> dict[str, Any]:
