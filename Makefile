@@ -41,12 +41,14 @@ demo: tools
 lint:
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
+	$(RUN) hadolint images/Containerfile
+	$(RUN) shellcheck tools/*.sh .ci/run
 
 typecheck:
 	$(RUN) mypy
 
 unit:
-	$(RUN) pytest -q tests/test_layout.py tests/test_bench_results.py $(wildcard */tests)
+	$(RUN) pytest -q $(wildcard tests/test_*.py) $(wildcard */tests)
 
 e2e:
 	$(RUN) pytest -q tests/e2e
@@ -67,6 +69,11 @@ bench: tools
 
 bench-quick: tools
 	$(RUN) python -m bench.run_all --quick
+
+## A real cluster with a container runtime (never runs on the development machines) ----------
+.PHONY: e2e-kind
+e2e-kind:
+	@bash tools/e2e-kind.sh
 
 ## Running pods without a container runtime ---------------------------------------------------
 .PHONY: pod-run operator

@@ -164,11 +164,7 @@ def test_install_operate_and_drain_under_the_charts_service_accounts(
         namespace,
         release,
         tmp_path,
-        clusterName=cluster,
-        defaultScope=stack_env.values["BOUNDARY_PROJECT_ID"],
-        targetAddress="clusterip",
-        resyncSeconds=3,
-        workers=workers,
+        **chart.scenario_values(stack_env, cluster, workers=workers),
     ) as (process, operator):
         # The worker declared in values is registered with the controller.
         worker_name = f"{cluster}-{namespace}-edge-0"

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from boundary_devstack.chart import operator_under_chart
+from boundary_devstack.chart import operator_under_chart, scenario_values
 from boundary_devstack.clients import BoundaryCLI, CommandFailed, Kubectl
 from boundary_devstack.netns import NamespaceHost
 from boundary_devstack.operator_process import pod_runner_process
@@ -43,10 +43,7 @@ def operator(
         NAMESPACE,
         f"bk-{CLUSTER}",
         tmp_path_factory.mktemp("operator"),
-        clusterName=CLUSTER,
-        defaultScope=stack_env.values["BOUNDARY_PROJECT_ID"],
-        resyncSeconds=3,
-        targetAddress="clusterip",
+        **scenario_values(stack_env, CLUSTER),
     ) as (process, _):
         yield process
     kubectl("delete", "namespace", NAMESPACE, "--wait=false")

@@ -43,6 +43,18 @@ def stack_values(stack: StackEnv, namespaces: list[str], **overrides: Any) -> di
     return values
 
 
+def scenario_values(stack: StackEnv, cluster_name: str, **overrides: Any) -> dict[str, Any]:
+    """Values the e2e scenarios share: the stack's project as default scope, targets at cluster
+    IPs (the tests' backends live at fixed ClusterIPs in network namespaces), a fast resync."""
+    return {
+        "clusterName": cluster_name,
+        "defaultScope": stack.values["BOUNDARY_PROJECT_ID"],
+        "targetAddress": "clusterip",
+        "resyncSeconds": 3,
+        **overrides,
+    }
+
+
 def create_credentials_secret(kubectl: Kubectl, stack: StackEnv, namespace: str) -> None:
     kubectl.apply(
         {
