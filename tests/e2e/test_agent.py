@@ -251,7 +251,7 @@ def other_user() -> str:
     return OTHER_USER
 
 
-def test_another_os_user_cannot_use_or_see_the_session(
+def test_another_os_user_cannot_use_see_or_cancel_the_session(
     agent: tuple[int, int], alias: str, backend: tuple[int, str], other_user: str
 ) -> None:
     dns_port, control_port = agent
@@ -287,6 +287,28 @@ def test_another_os_user_cannot_use_or_see_the_session(
         check=False,
     )
     assert json.loads(listed.stdout) == {"items": []}, listed.stdout + listed.stderr
+    # Pausing would drop every user's sessions: the other user may not.
+    for action in ("pause", "resume"):
+        refused = subprocess.run(
+            [
+                *as_other,
+                "curl",
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "-X",
+                "POST",
+                f"http://127.0.0.1:{control_port}/v1/{action}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert refused.stdout == "403", (action, refused.stdout, refused.stderr)
+    assert dig(dns_port, alias) == address, "the session's alias still answers"
 
 
 def test_invalid_config_names_the_field_and_starts_nothing(tmp_path: Path) -> None:

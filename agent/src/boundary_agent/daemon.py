@@ -370,21 +370,28 @@ class Agent:
             )
         return web.json_response({"items": items})
 
-    async def _pause(self, _request: web.Request) -> web.Response:
+    def _may_pause(self, request: web.Request) -> bool:
+        """Pausing drops every user's sessions, so only root and the user the agent runs as may
+        pause or resume it; another local user could otherwise cancel someone else's sessions."""
+        uid = self._request_uid(request)
+        return uid is not None and uid in (0, os.getuid())
+
+    async def _pause(self, request: web.Request) -> web.Response:
+        if not self._may_pause(request):
+            return _denied("only root or the agent's own user may pause it")
         self.pause()
         return web.json_response({})
 
-    async def _resume(self, _request: web.Request) -> web.Response:
+    async def _resume(self, request: web.Request) -> web.Response:
+        if not self._may_pause(request):
+            return _denied("only root or the agent's own user may resume it")
         self.resume()
         return web.json_response({})
 
     async def _tokens(self, request: web.Request) -> web.Response:
         uid = self._request_uid(request)
         if uid is None:
-            return web.json_response(
-                {"kind": "PermissionDenied", "message": "cannot tell which user is asking"},
-                status=403,
-            )
+            return _denied("cannot tell which user is asking")
         body = await request.json()
         try:
             await self.add_token(uid, str(body.get("boundary_addr", "")), str(body["token"]))
@@ -481,3 +488,7 @@ def _notify(message: str) -> None:
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
+
+
+def _denied(message: str) -> web.Response:
+    return web.json_response({"kind": "PermissionDenied", "message": message}, status=403)
