@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections import defaultdict
 from dataclasses import dataclass, field
 
 from boundary_operator.kube import KubeClient, Manifest
@@ -40,13 +41,26 @@ class ServicePublisher:
     settings: SyncSettings
     namespaces: list[str] = field(default_factory=list)
     _reported: dict[str, str] = field(default_factory=dict)
+    # One sync at a time per Service: a watch event and a resync pass racing on the same Service
+    # would both create its target, and the loser would report a conflict with itself.
+    _locks: defaultdict[str, asyncio.Lock] = field(
+        default_factory=lambda: defaultdict(asyncio.Lock)
+    )
 
     async def publish(self, service: Manifest) -> bool:
         """Sync one Service; True when it is valid (or not exposed) and synced."""
+        async with self._locks[service["metadata"]["uid"]]:
+            return await self._publish(service)
+
+    async def unpublish(self, uid: str, service: Manifest | None = None) -> bool:
+        async with self._locks[uid]:
+            return await self._unpublish(uid, service)
+
+    async def _publish(self, service: Manifest) -> bool:
         meta = service["metadata"]
         uid, namespace, name = meta["uid"], meta["namespace"], meta["name"]
         if not is_exposed(service) or meta.get("deletionTimestamp"):
-            return await self.unpublish(uid, service)
+            return await self._unpublish(uid, service)
         annotations = meta.get("annotations") or {}
         secrets: dict[str, Manifest] = {}
         if annotations.get(CREDENTIALS_SECRET):
@@ -74,7 +88,7 @@ class ServicePublisher:
         await self._annotate(service, outcome.targets)
         return not outcome.problems
 
-    async def unpublish(self, uid: str, service: Manifest | None = None) -> bool:
+    async def _unpublish(self, uid: str, service: Manifest | None = None) -> bool:
         outcome = await self.sync.remove_service(uid)
         if (
             outcome.changes
@@ -140,10 +154,19 @@ class ServicePublisher:
         for owner_uid in self.sync.owned_service_uids() - live:
             if watched and not self._owner_namespace(owner_uid) & watched:
                 continue
+            if await self._exposed_now(owner_uid):
+                continue  # created after this pass listed Services: a watch event published it
             await self.unpublish(owner_uid)
             report.removed += 1
         report.writes, report.reads = self.sync.writes - writes, self.sync.reads - reads
         return report
+
+    async def _exposed_now(self, uid: str) -> bool:
+        owners = [o for o, _ in self.sync.owned_targets(uid).values()]
+        if not owners:
+            return False
+        service = await self.kube.get("Service", owners[0].namespace, owners[0].service)
+        return service is not None and service["metadata"]["uid"] == uid and is_exposed(service)
 
     def _owner_namespace(self, uid: str) -> set[str]:
         return {o.namespace for o, _ in self.sync.owned_targets(uid).values()} | {
