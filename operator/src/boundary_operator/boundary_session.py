@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import httpx
+
 from boundary_api import BoundaryClient
 from boundary_operator.metrics import count_boundary_attempt
 from boundary_operator.settings import OperatorSettings
@@ -13,8 +15,9 @@ async def connect(settings: OperatorSettings) -> BoundaryClient:
     client = BoundaryClient(
         settings.boundary_addr,
         verify=settings.boundary_ca_cert or True,
-        retries=2,
-        timeout=15.0,
+        # An unreachable controller shows in conditions and Events within ~20 s (two tries).
+        retries=1,
+        timeout=httpx.Timeout(10.0, connect=5.0),
         on_attempt=count_boundary_attempt,
     )
     token = settings.boundary_token.get_secret_value()

@@ -158,9 +158,15 @@ class KubeClient:
     ) -> Manifest:
         headers = {"Content-Type": content_type} if content_type else {}
         content = json.dumps(body).encode() if body is not None else None
-        response = await self._http.request(
-            method, path, content=content, headers=headers, params=params
-        )
+        try:
+            response = await self._http.request(
+                method, path, content=content, headers=headers, params=params
+            )
+        except httpx.TransportError as exc:
+            # The apiserver is down or restarting: callers back off and retry like any error.
+            raise KubeError(
+                0, "Unavailable", f"cannot reach the apiserver: {exc!r}", method, path
+            ) from exc
         if response.is_success:
             return response.json() if response.content else {}
         try:

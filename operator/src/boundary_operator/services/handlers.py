@@ -71,6 +71,11 @@ async def _resync_forever() -> None:
             failures += 1
             delay = min(runtime.settings.resync_seconds, 2.0 * 2**failures)
             log.warning("resync failed (%s); next try in %.0f s", exc, delay)
+        except Exception:
+            # This loop is what repairs drift and removes orphans: it must outlive any bug.
+            failures += 1
+            delay = min(runtime.settings.resync_seconds, 2.0 * 2**failures)
+            log.exception("resync failed unexpectedly; next try in %.0f s", delay)
         await asyncio.sleep(delay)
 
 
