@@ -179,7 +179,9 @@ def operator_under_chart(
     **values: Any,
 ) -> Iterator[tuple[ManagedProcess, ChartOperator]]:
     """Install the chart in `namespace` (which it also watches), then run the operator as its
-    pod would; on exit stop the operator and `helm uninstall` (hooks off: kwok runs no Job)."""
+    pod would. On exit, as the chart's pre-delete hook would: delete the namespace's
+    BoundaryPKIWorkers while the operator runs (restarted if a test killed it), so their
+    finalizers complete and their Boundary workers go; then stop it and `helm uninstall`."""
     kubectl, helm = Kubectl(stack), Helm(stack)
     create_credentials_secret(kubectl, stack, namespace)
     install(helm, release, namespace, stack_values(stack, [namespace], **values), work_dir)
@@ -189,5 +191,10 @@ def operator_under_chart(
     try:
         yield process, operator
     finally:
-        process.stop()
-        helm("uninstall", release, "--namespace", namespace, "--no-hooks")
+        if not process.running():
+            process.start()
+        try:
+            kubectl("delete", "bpw", "--all", "-n", namespace, "--timeout=120s", timeout=150)
+        finally:
+            process.stop()
+            helm("uninstall", release, "--namespace", namespace, "--no-hooks")

@@ -97,6 +97,14 @@ class ManagedProcess:
                 )
             time.sleep(interval)
 
+    def kill(self) -> None:
+        """SIGKILL the whole process group at once: a crash, not a shutdown."""
+        if self._popen is None or self._popen.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self._popen.pid, signal.SIGKILL)
+        self._popen.wait()
+
     def stop(self, grace: float = 10.0) -> None:
         if self._popen is None or self._popen.poll() is not None:
             return

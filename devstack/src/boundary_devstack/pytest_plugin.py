@@ -22,17 +22,33 @@ def default_bin_dir() -> Path:
     return Path(__file__).resolve().parents[3] / ".stack" / "bin"
 
 
+_owned_stack: LocalStack | None = None
+
+
 @pytest.fixture(scope="session")
 def stack_env() -> Iterator[StackEnv]:
+    global _owned_stack
     reuse = os.environ.get("BK_STACK_ENV")
     if reuse:
         yield StackEnv.read(Path(reuse))
         return
     stack = LocalStack(bin_dir=default_bin_dir())
     try:
-        yield stack.start()
+        env = stack.start()
+        _owned_stack = stack
+        yield env
     finally:
+        _owned_stack = None
         stack.stop()
+
+
+@pytest.fixture(scope="session")
+def local_stack(stack_env: StackEnv) -> LocalStack:
+    """The session's own stack, whose components fault tests may stop and restart. Skips when
+    the session reuses a stack (BK_STACK_ENV) that it must not disturb."""
+    if _owned_stack is None:
+        pytest.skip("fault injection needs the session's own stack (unset BK_STACK_ENV)")
+    return _owned_stack
 
 
 @pytest.fixture(scope="session")

@@ -143,6 +143,13 @@ class LocalStack:
         if self._own_work_dir and self.work_dir and not self.keep_work_dir:
             shutil.rmtree(self.work_dir, ignore_errors=True)
 
+    def component(self, name: str) -> ManagedProcess:
+        """A running component by name ("kube-apiserver", "boundary", ...), for fault tests."""
+        for process in self.processes:
+            if process.name == name:
+                return process
+        raise KeyError(f"no component {name!r}; have {[p.name for p in self.processes]}")
+
     def __enter__(self) -> LocalStack:
         return self
 
