@@ -38,6 +38,7 @@ def _activation_tokens(kubectl: Kubectl, namespace: str) -> list[str]:
 
 
 def test_no_token_or_password_in_logs_state_configmaps_status_or_events(
+    crds: None,
     stack_env: StackEnv,
     kubectl: Kubectl,
     boundary_cli: BoundaryCLI,
