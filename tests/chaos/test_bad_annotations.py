@@ -17,6 +17,7 @@ from typing import Any
 from boundary_devstack.chart import operator_under_chart, scenario_values
 from boundary_devstack.clients import Kubectl
 from boundary_devstack.stack import StackEnv, wait_for
+from boundary_operator.kube import FIELD_MANAGER
 
 P = "boundaryproject.io/"
 HTTP = [{"name": "http", "port": 80}]
@@ -104,6 +105,10 @@ def _warnings(kubectl: Kubectl, namespace: str) -> dict[str, list[str]]:
     events = kubectl.get_json("events", "-n", namespace)["items"]
     found: dict[str, list[str]] = {}
     for event in events:
+        # Only our operator's Events count: kube-apiserver's ClusterIP repair loop can warn about
+        # the same Services ("ClusterIPNotAllocated") on a busy apiserver.
+        if event.get("reportingComponent") != FIELD_MANAGER:
+            continue
         if event["type"] == "Warning" and event["involvedObject"]["kind"] == "Service":
             found.setdefault(event["involvedObject"]["name"], []).append(
                 f"{event['reason']}: {event['message']}"

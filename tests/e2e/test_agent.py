@@ -24,6 +24,7 @@ import pytest
 
 from boundary_api import BoundaryClient
 from boundary_devstack.agent_process import local_agent
+from boundary_devstack.dnsmasq import dnsmasq_process
 from boundary_devstack.net import free_port
 from boundary_devstack.process import ManagedProcess
 from boundary_devstack.stack import StackEnv, wait_for
@@ -44,22 +45,12 @@ def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     """A real dnsmasq as the upstream resolver; it answers our alias names too, so a paused
     agent's deferral is visible."""
     port = free_port(UPSTREAM_HOST)
-    process = ManagedProcess(
+    process = dnsmasq_process(
         "dnsmasq",
-        [
-            "dnsmasq",
-            "--no-daemon",
-            "--port",
-            str(port),
-            "--listen-address",
-            UPSTREAM_HOST,
-            "--bind-interfaces",
-            "--no-resolv",
-            "--no-hosts",
-            "--address=/upstream.example/192.0.2.7",
-            f"--address=/{SUFFIX}/192.0.2.99",
-        ],
+        host=UPSTREAM_HOST,
+        port=port,
         log_path=tmp_path_factory.mktemp("dnsmasq") / "dnsmasq.log",
+        addresses={"upstream.example": "192.0.2.7", SUFFIX: "192.0.2.99"},
     )
     process.start()
     yield port
