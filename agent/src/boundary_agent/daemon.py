@@ -206,6 +206,7 @@ class Agent:
             self.record_error(f"failed to refresh alias cache: token {user.token_id} rejected")
             self._drop_sessions(lambda s: s.uid == user.uid)
             self.users.pop(user.uid, None)
+            await user.client.aclose()
             return
         except BoundaryError as exc:
             self._controller_failed(f"failed to refresh alias cache: {exc}")
@@ -256,6 +257,7 @@ class Agent:
             address,
             port,
             reuse_address=True,
+            backlog=socket.SOMAXCONN,  # asyncio's 100 overflows under a burst of connections
         )
         self.listeners[(address, port)] = server
         log.info("alias %s -> %s:%d", alias.value, address, port)
@@ -314,7 +316,15 @@ class Agent:
                 log.info("refused a connection to %s from uid %s", alias, uid)
                 return
             session = await self._authorize(user, alias, local[0], local[1])
-            channel = await protocol.open_channel(session.authorization.data, session.tofu_token)
+            try:
+                channel = await protocol.open_channel(
+                    session.authorization.data, session.tofu_token
+                )
+            except protocol.WorkerUnreachable:
+                # Its worker is gone: the next connection gets a new session, not this one again.
+                if self.sessions.get((user.uid, alias)) is session:
+                    del self.sessions[(user.uid, alias)]
+                raise
             session.connections_used += 1
             session.connections_left = channel.result.connections_left
             await protocol.pump(channel, reader, writer)

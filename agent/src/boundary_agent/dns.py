@@ -18,6 +18,7 @@ from pathlib import Path
 import dns.flags
 import dns.message
 import dns.rcode
+import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
@@ -43,9 +44,11 @@ class Resolver:
 
     async def handle(self, wire: bytes, via_tcp: bool) -> bytes | None:
         try:
-            query = dns.message.from_wire(wire)
+            query = _from_wire(wire)
         except Exception:
             return _formerr(wire)
+        if query.flags & dns.flags.QR:
+            return None  # a response, not a query: dropped, never answered nor forwarded
         if len(query.question) == 1:
             question = query.question[0]
             name = question.name.to_text(omit_final_dot=True).lower()
@@ -69,10 +72,39 @@ class Resolver:
             if answer[:2] != wire[:2]:  # a mismatched id: not our answer
                 log.debug("upstream %s:%d answered another id", host, port)
                 continue
+            if not _answers(query, answer):
+                log.debug("upstream %s:%d sent a malformed answer", host, port)
+                continue
             return answer
         response = dns.message.make_response(query)
         response.set_rcode(dns.rcode.SERVFAIL)
         return response.to_wire()
+
+
+RDATA_CACHE_LIMIT = 1024
+
+
+def _from_wire(wire: bytes, raise_on_truncation: bool = False) -> dns.message.Message:
+    """dns.message.from_wire for untrusted packets. dnspython remembers a class for every (class,
+    type) pair of records it parses, in a global dict that never shrinks: random pairs would grow
+    it (and the agent) without end. Past a bound it is emptied; it refills from loaded modules."""
+    try:
+        return dns.message.from_wire(wire, raise_on_truncation=raise_on_truncation)
+    finally:
+        if len(dns.rdata._rdata_classes) > RDATA_CACHE_LIMIT:
+            dns.rdata._rdata_classes.clear()
+
+
+def _answers(query: dns.message.Message, wire: bytes) -> bool:
+    """Whether an upstream's wire is a well-formed response to query. One with TC set is passed
+    on even if cut mid-record (the client retries over TCP) when its question is ours."""
+    try:
+        return query.is_response(_from_wire(wire, raise_on_truncation=True))
+    except dns.message.Truncated as truncated:
+        partial: dns.message.Message = truncated.message()  # type: ignore[no-untyped-call]
+        return bool(partial.question) and query.is_response(partial)
+    except Exception:
+        return False
 
 
 def _formerr(wire: bytes) -> bytes | None:

@@ -39,6 +39,10 @@ class SessionProtocolError(Exception):
     """The worker refused the connection or spoke out of turn; the message says which."""
 
 
+class WorkerUnreachable(SessionProtocolError):
+    """No connection to the session's worker: it is gone, or refused the session outright."""
+
+
 def new_tofu_token() -> str:
     """20 random characters, the same for every connection of one session."""
     alphabet = string.ascii_letters + string.digits
@@ -142,7 +146,7 @@ async def open_channel(
             timeout,
         )
     except (OSError, websockets.InvalidHandshake, TimeoutError) as exc:
-        raise SessionProtocolError(f"cannot reach worker {address}: {exc}") from exc
+        raise WorkerUnreachable(f"cannot reach worker {address}: {exc}") from exc
     peer = websocket.transport.get_extra_info("ssl_object")
     if peer is None or peer.getpeercert(binary_form=True) != data.certificate:
         await websocket.close()
@@ -155,6 +159,9 @@ async def open_channel(
         return SessionChannel(websocket, HandshakeResult(None, 0, 0))
     try:
         reply = await asyncio.wait_for(websocket.recv(), timeout)
+    except TimeoutError:
+        await websocket.close()
+        raise SessionProtocolError(f"worker {address} sent no handshake result in time") from None
     except websockets.ConnectionClosed as exc:
         reason = {
             CLOSE_TOFU_REFUSED: "the session is in use by another client (TOFU token refused)",
