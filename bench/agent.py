@@ -26,6 +26,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import dns.message
@@ -33,10 +34,12 @@ import dns.query
 
 from bench.api_create import stack
 from bench.operator_workers import percentile
+from bench.profiling import Profiled
 from bench.results import Row, row, write
 from boundary_api import BoundaryClient
-from boundary_devstack.agent_process import local_agent
+from boundary_devstack.agent_process import LocalAgent, local_agent
 from boundary_devstack.clients import BoundaryCLI
+from boundary_devstack.dnsmasq import dnsmasq_process
 from boundary_devstack.net import free_port
 from boundary_devstack.process import ManagedProcess
 from boundary_devstack.stack import StackEnv, wait_for
@@ -111,7 +114,47 @@ def _download(url: str, resolve: str = "") -> tuple[float, float]:
     return float(out[0]) / (1 << 20), float(out[1])
 
 
-def measure(env: StackEnv, mib: int, seconds: int) -> tuple[list[Row], dict[str, float]]:
+@dataclass
+class RunningAgent:
+    """An agent logged in as the stack's admin and resolving its aliases, with the backends and
+    baselines measure() compares it with; running_agent() starts and stops them."""
+
+    local: LocalAgent
+    work: Path
+    alias_names: list[str]
+    forward_names: list[str]
+    target_ids: list[str]
+    http_port: int
+    upstream_port: int
+    baseline_port: int
+    rss_idle_kib: int
+
+    @property
+    def dns_port(self) -> int:
+        return self.local.dns_port
+
+    def alias_download(self) -> tuple[float, float]:
+        """_download() of the blob through the agent, by the first alias."""
+        address = (
+            dns.query.udp(
+                dns.message.make_query(self.alias_names[0], "A"),
+                AGENT_HOST,
+                port=self.dns_port,
+                timeout=2,
+            )
+            .answer[0][0]
+            .to_text()
+        )
+        url = f"http://{self.alias_names[0]}:{self.http_port}/blob"
+        return _download(url, f"{self.alias_names[0]}:{self.http_port}:{address}")
+
+
+@contextmanager
+def running_agent(
+    env: StackEnv, mib: int, profiled: Profiled | None = None
+) -> Iterator[RunningAgent]:
+    """The agent (under `profiled` when given), a backend serving a `mib` MiB blob, an upstream
+    dnsmasq, the dnsmasq baseline, and 20 targets with aliases, removed again afterwards."""
     work = Path(tempfile.mkdtemp(prefix="bench-agent-"))
     (work / "www").mkdir()
     with (work / "www" / "blob").open("wb") as handle:
@@ -136,47 +179,29 @@ def measure(env: StackEnv, mib: int, seconds: int) -> tuple[list[Row], dict[str,
         ],
         log_path=work / "http.log",
     )
-    upstream = ManagedProcess(
+    upstream = dnsmasq_process(
         "dnsmasq-upstream",
-        [
-            "dnsmasq",
-            "--no-daemon",
-            "--port",
-            str(upstream_port),
-            "--listen-address",
-            UPSTREAM_HOST,
-            "--bind-interfaces",
-            "--no-resolv",
-            "--no-hosts",
-            "--address=/upstream.test/192.0.2.7",
-            "--cache-size=10000",
-        ],
+        host=UPSTREAM_HOST,
+        port=upstream_port,
         log_path=work / "up.log",
+        addresses={"upstream.test": "192.0.2.7"},
+        cache_size=10000,
     )
     # The baseline: dnsmasq answering the alias names itself, as the agent does.
-    baseline = ManagedProcess(
+    baseline = dnsmasq_process(
         "dnsmasq-baseline",
-        [
-            "dnsmasq",
-            "--no-daemon",
-            "--port",
-            str(baseline_port),
-            "--listen-address",
-            UPSTREAM_HOST,
-            "--bind-interfaces",
-            "--no-resolv",
-            "--no-hosts",
-            f"--address=/{tag}.test/127.77.0.9",
-            f"--server=/upstream.test/{UPSTREAM_HOST}#{upstream_port}",
-            "--cache-size=0",
-        ],
+        host=UPSTREAM_HOST,
+        port=baseline_port,
         log_path=work / "base.log",
+        addresses={f"{tag}.test": "127.77.0.9"},
+        servers={"upstream.test": f"{UPSTREAM_HOST}#{upstream_port}"},
+        cache_size=0,
     )
     local = local_agent(work / "agent", AGENT_HOST, upstream=f"{UPSTREAM_HOST}:{upstream_port}")
-    agent, agent_port = local.process, local.dns_port
+    agent = local.process
+    if profiled is not None:
+        profiled.wrap(agent)
     values = env.values
-    result: dict[str, float] = {}
-    rows: list[Row] = []
 
     async def make_targets() -> list[str]:
         async with BoundaryClient(values["BOUNDARY_ADDR"]) as client:
@@ -195,19 +220,58 @@ def measure(env: StackEnv, mib: int, seconds: int) -> tuple[list[Row], dict[str,
                 ids.append(target.id)
             return ids
 
-    target_ids = asyncio.run(make_targets())
-    with _processes(http, upstream, baseline, agent):
-        agent.wait_healthy(local.state_file.exists, 30)
-        result["agent_rss_idle_mib"] = _rss_kib(agent.pid) / 1024
-        local.login_as_admin(env)
-
-        def resolved() -> bool:
-            answer = dns.query.udp(
-                dns.message.make_query(alias_names[-1], "A"), AGENT_HOST, port=agent_port, timeout=2
+    async def cleanup(target_ids: list[str]) -> None:
+        async with BoundaryClient(values["BOUNDARY_ADDR"]) as client:
+            await client.authenticate_password(
+                values["BOUNDARY_AUTH_METHOD_ID"], "admin", "password"
             )
-            return bool(answer.answer)
+            for target_id in target_ids:
+                target = await client.targets.read(target_id)
+                await client.targets.delete(target_id)
+                for alias_ref in target.aliases:
+                    await client.aliases.delete(alias_ref.id)
 
-        assert wait_for(resolved, timeout=30)
+    target_ids = asyncio.run(make_targets())
+    try:
+        with _processes(http, upstream, baseline, agent):
+            agent.wait_healthy(local.state_file.exists, 30)
+            rss_idle_kib = _rss_kib(agent.pid)
+            local.login_as_admin(env)
+
+            def resolved() -> bool:
+                answer = dns.query.udp(
+                    dns.message.make_query(alias_names[-1], "A"),
+                    AGENT_HOST,
+                    port=local.dns_port,
+                    timeout=2,
+                )
+                return bool(answer.answer)
+
+            assert wait_for(resolved, timeout=30)
+            yield RunningAgent(
+                local,
+                work,
+                alias_names,
+                forward_names,
+                target_ids,
+                http_port,
+                upstream_port,
+                baseline_port,
+                rss_idle_kib,
+            )
+    finally:
+        asyncio.run(cleanup(target_ids))
+        (work / "www" / "blob").unlink()  # the logs stay, for a failed run
+
+
+def measure(env: StackEnv, mib: int, seconds: int) -> tuple[list[Row], dict[str, float]]:
+    result: dict[str, float] = {}
+    rows: list[Row] = []
+    with running_agent(env, mib) as running:
+        agent, agent_port, work = running.local.process, running.dns_port, running.work
+        alias_names, forward_names = running.alias_names, running.forward_names
+        baseline_port, upstream_port = running.baseline_port, running.upstream_port
+        result["agent_rss_idle_mib"] = running.rss_idle_kib / 1024
         # DNS
         for kind, names in (("alias answers", alias_names), ("forwarded", forward_names)):
             ours = [_dnsperf(AGENT_HOST, agent_port, names, seconds, work)]
@@ -239,27 +303,17 @@ def measure(env: StackEnv, mib: int, seconds: int) -> tuple[list[Row], dict[str,
         direct = _latencies(UPSTREAM_HOST, upstream_port, forward_names, 2000)
         via_agent = _latencies(AGENT_HOST, agent_port, forward_names, 2000)
         result["forwarding_cost_p50_ms"] = statistics.median(via_agent) - statistics.median(direct)
-        # Proxy
-        address = (
-            dns.query.udp(
-                dns.message.make_query(alias_names[0], "A"), AGENT_HOST, port=agent_port, timeout=2
-            )
-            .answer[0][0]
-            .to_text()
-        )
-        alias_url = f"http://{alias_names[0]}:{http_port}/blob"
-        resolve = f"{alias_names[0]}:{http_port}:{address}"
-        # First connection: curl's time to first byte covers authorize-session, TLS, the
-        # websocket and handshake, and the backend's first byte.
-        _, agent_first_setup = _download(alias_url, resolve)
-        agent_speed, agent_ttfb = _download(alias_url, resolve)
+        # Proxy. First connection: curl's time to first byte covers authorize-session, TLS,
+        # the websocket and handshake, and the backend's first byte.
+        _, agent_first_setup = running.alias_download()
+        agent_speed, agent_ttfb = running.alias_download()
         result["agent_rss_after_load_mib"] = _rss_kib(agent.pid) / 1024
         result["agent_rss_peak_mib"] = _rss_kib(agent.pid, "VmHWM") / 1024
-        direct_speed, direct_ttfb = _download(f"http://127.0.0.1:{http_port}/blob")
+        direct_speed, direct_ttfb = _download(f"http://127.0.0.1:{running.http_port}/blob")
         cli = BoundaryCLI(env)
         cli.login()
         connect_setup, connect_speed, connect_ttfb, failures = _boundary_connect(
-            cli, target_ids[0], work
+            cli, running.target_ids[0], work
         )
         result["boundary_connect_failed_attempts"] = float(failures)
         rows += [
@@ -316,19 +370,6 @@ def measure(env: StackEnv, mib: int, seconds: int) -> tuple[list[Row], dict[str,
                 higher_is_better=False,
             ),
         ]
-
-    async def cleanup() -> None:
-        async with BoundaryClient(values["BOUNDARY_ADDR"]) as client:
-            await client.authenticate_password(
-                values["BOUNDARY_AUTH_METHOD_ID"], "admin", "password"
-            )
-            for target_id in target_ids:
-                target = await client.targets.read(target_id)
-                await client.targets.delete(target_id)
-                for alias_ref in target.aliases:
-                    await client.aliases.delete(alias_ref.id)
-
-    asyncio.run(cleanup())
     return rows, result
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import re
 import tempfile
@@ -20,6 +21,7 @@ from typing import Any
 
 from bench.api_create import stack
 from bench.operator_workers import _login, _peak_rss_kib, percentile
+from bench.profiling import Profiled
 from bench.results import row, write
 from boundary_api import BoundaryClient
 from boundary_devstack.clients import Kubectl
@@ -68,8 +70,10 @@ async def _next_resync(process: ManagedProcess, seen: int) -> tuple[int, int]:
 
 
 async def through_operator(
-    env: StackEnv, kubectl: Kubectl, count: int, samples: int
+    env: StackEnv, kubectl: Kubectl, count: int, samples: int, profiled: Profiled | None = None
 ) -> tuple[dict[str, float], list[float]]:
+    """Convergence, call counts, alias latency and RSS through the operator; with `profiled`,
+    the operator runs under it and the apply-to-convergence phase is profiled."""
     cluster = f"b{uuid.uuid4().hex[:6]}"
     namespaces = [f"{cluster}-ns{i}" for i in range(NAMESPACES)]
     for namespace in namespaces:
@@ -84,6 +88,8 @@ async def through_operator(
             "BOUNDARY_OPERATOR_RESYNC_SECONDS": "15",
         },
     )
+    if profiled is not None:
+        profiled.wrap(process)
     process.start()
     boundary = await _login(env)
     result: dict[str, float] = {}
@@ -91,17 +97,18 @@ async def through_operator(
     try:
         await asyncio.sleep(4)
         items = [_service(f"s{i}", namespaces[i % NAMESPACES]) for i in range(count)]
-        started = time.perf_counter()
-        kubectl(
-            "apply",
-            "-f",
-            "-",
-            input_text=json.dumps({"apiVersion": "v1", "kind": "List", "items": items}),
-            timeout=600,
-        )
-        while await _count_ours(boundary, cluster) != (count, count):  # noqa: ASYNC110
-            await asyncio.sleep(2)
-        result["converge_s"] = time.perf_counter() - started
+        with profiled.phase("service_sync") if profiled else contextlib.nullcontext():
+            started = time.perf_counter()
+            kubectl(
+                "apply",
+                "-f",
+                "-",
+                input_text=json.dumps({"apiVersion": "v1", "kind": "List", "items": items}),
+                timeout=600,
+            )
+            while await _count_ours(boundary, cluster) != (count, count):  # noqa: ASYNC110
+                await asyncio.sleep(2)
+            result["converge_s"] = time.perf_counter() - started
         # Wait for a resync pass after convergence, then one more: the steady state.
         # The operator logs cumulative call counts at each resync. The first resync that starts
         # after convergence closes the first sync; the one after it is pure steady state.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import statistics
 import tempfile
@@ -18,6 +19,7 @@ import uuid
 from pathlib import Path
 
 from bench.api_create import stack
+from bench.profiling import Profiled
 from bench.results import Row, row, write
 from boundary_api import BoundaryClient
 from boundary_devstack.clients import Kubectl
@@ -50,39 +52,46 @@ def _spec(env: StackEnv) -> dict[str, object]:
     return {"registration": {"initialUpstreams": [env.values["BOUNDARY_CLUSTER_ADDR"]]}}
 
 
-async def through_operator(env: StackEnv, kubectl: Kubectl, count: int) -> tuple[list[float], int]:
+async def through_operator(
+    env: StackEnv, kubectl: Kubectl, count: int, profiled: Profiled | None = None
+) -> tuple[list[float], int]:
+    """Apply-to-registered times and peak RSS through the operator; with `profiled`, the
+    operator runs under it and the phase of the applies is profiled."""
     namespace, cluster = f"bench-{uuid.uuid4().hex[:6]}", f"bench{uuid.uuid4().hex[:4]}"
     kubectl("create", "namespace", namespace)
     process = operator_process(
         env, Path(tempfile.mkdtemp()), cluster_name=cluster, namespaces=[namespace]
     )
+    if profiled is not None:
+        profiled.wrap(process)
     process.start()
     kube = KubeClient(load_kubeconfig(env.values["KUBECONFIG"]))
     boundary = await _login(env)
     samples = []
     try:
         await asyncio.sleep(3)  # let the operator start watching
-        for i in range(count):
-            name = f"w{i}"
-            started = time.perf_counter()
-            kubectl.apply(
-                {
-                    "apiVersion": "workers.boundaryproject.io/v1alpha1",
-                    "kind": "BoundaryPKIWorker",
-                    "metadata": {"name": name, "namespace": namespace},
-                    "spec": _spec(env),
-                }
-            )
-            # The token Secret is written only after the Boundary worker was created (the token
-            # comes from that call), so Secret + StatefulSet present means registered. Polling
-            # Boundary here would hit its list rate limit (150 per 30 s per token).
-            while True:
-                sts = await kube.get("StatefulSet", namespace, name)
-                secret = await kube.get("Secret", namespace, f"{name}-activation-tokens")
-                if sts and secret:
-                    break
-                await asyncio.sleep(0.02)
-            samples.append(time.perf_counter() - started)
+        with profiled.phase("worker_reconcile") if profiled else contextlib.nullcontext():
+            for i in range(count):
+                name = f"w{i}"
+                started = time.perf_counter()
+                kubectl.apply(
+                    {
+                        "apiVersion": "workers.boundaryproject.io/v1alpha1",
+                        "kind": "BoundaryPKIWorker",
+                        "metadata": {"name": name, "namespace": namespace},
+                        "spec": _spec(env),
+                    }
+                )
+                # The token Secret is written only after the Boundary worker was created (the token
+                # comes from that call), so Secret + StatefulSet present means registered. Polling
+                # Boundary here would hit its list rate limit (150 per 30 s per token).
+                while True:
+                    sts = await kube.get("StatefulSet", namespace, name)
+                    secret = await kube.get("Secret", namespace, f"{name}-activation-tokens")
+                    if sts and secret:
+                        break
+                    await asyncio.sleep(0.02)
+                samples.append(time.perf_counter() - started)
         registered = await boundary.workers.list(
             filter=f'"/item/name" matches "^{cluster}-{namespace}-w[0-9]+-0$"'
         )
