@@ -11,7 +11,7 @@ import pytest
 
 from boundary_agent.config import AgentConfig, ConfigError, parse_config
 from boundary_agent.daemon import AddressPool
-from boundary_agent.dns import Resolver
+from boundary_agent.dns import LocalAddresses, Resolver
 from boundary_agent.peers import _hex_endpoint
 from boundary_agent.protocol import (
     COMMAND_CANCEL,
@@ -37,10 +37,26 @@ def test_durations_and_loopback_mode() -> None:
 
 
 @pytest.mark.parametrize(
+    ("text", "loopback_mode"),
+    [
+        ('v6_prefix = "fd12:3456:789a::/64"', False),
+        ('v4_prefix = ""\nv6_prefix = "fc00::/7"', False),
+        ('v4_prefix = "127.77.0.0/16"\nv6_prefix = "fd00:1::/120"', False),
+    ],
+)
+def test_valid_v6_prefixes(text: str, loopback_mode: bool) -> None:
+    assert parse_config(text).loopback_mode is loopback_mode
+
+
+@pytest.mark.parametrize(
     ("text", "field"),
     [
         ('v4_prefix = "10.0.0.0/20"', "v4_prefix"),
         ('v4_prefix = "fd00::/64"', "v4_prefix"),
+        ('v6_prefix = "2001:db8::/64"', "v6_prefix"),
+        ('v6_prefix = "fd00:1::/124"', "v6_prefix"),
+        ('v6_prefix = "10.0.0.0/8"', "v6_prefix"),
+        ('v4_prefix = ""', "v4_prefix and v6_prefix are both empty"),
         ('dns_request_timeout = "-1s"', "dns_request_timeout"),
         ('override_upstream_dns_servers = ["not-an-ip"]', "override_upstream_dns_servers"),
         ('resolver_mode = "magic"', "resolver_mode"),
@@ -81,28 +97,62 @@ def test_proc_net_endpoints() -> None:
 
 def test_addresses_are_stable_per_name() -> None:
     pool = AddressPool("127.77.0.0/16")
-    first = pool.address("a.test")
-    assert pool.address("b.test") != first
-    assert pool.address("a.test") == first == "127.77.0.2"
+    first = pool.addresses("a.test")
+    assert pool.addresses("b.test") != first
+    assert pool.addresses("a.test") == first == LocalAddresses(("127.77.0.2",))
+
+
+def test_dual_stack_and_v6_only_pools() -> None:
+    dual = AddressPool("127.77.0.0/16", "fd12:3456:789a::/64")
+    dual.addresses("a.test")
+    assert dual.addresses("b.test").addresses == ("127.77.0.3", "fd12:3456:789a::3")
+    assert AddressPool("", "fd00:1::/120").addresses("c.test").addresses == ("fd00:1::2",)
+
+
+def _ask(resolver: Resolver, name: str, rdtype: dns.rdatatype.RdataType) -> dns.message.Message:
+    wire = dns.message.make_query(name, rdtype).to_wire()
+    answer = asyncio.run(resolver.handle(wire, via_tcp=False))
+    assert answer is not None
+    return dns.message.from_wire(answer)
 
 
 def test_alias_answers_locally_and_other_types_never_leak() -> None:
-    resolver = Resolver(lambda name: "127.77.0.9" if name == "db.test" else None, [])
-
-    async def ask(name: str, rdtype: dns.rdatatype.RdataType) -> dns.message.Message:
-        wire = dns.message.make_query(name, rdtype).to_wire()
-        answer = await resolver.handle(wire, via_tcp=False)
-        assert answer is not None
-        return dns.message.from_wire(answer)
-
-    a = asyncio.run(ask("DB.test.", dns.rdatatype.A))
+    local = LocalAddresses(("127.77.0.9",))
+    resolver = Resolver(lambda name: local if name == "db.test" else None, [])
+    a = _ask(resolver, "DB.test.", dns.rdatatype.A)
     assert [r.to_text() for r in a.answer[0]] == ["127.77.0.9"]
-    aaaa = asyncio.run(ask("db.test", dns.rdatatype.AAAA))
+    aaaa = _ask(resolver, "db.test", dns.rdatatype.AAAA)
     assert (aaaa.rcode(), aaaa.answer) == (0, [])
     # No upstream configured: a forwarded name gets SERVFAIL, not silence.
-    other = asyncio.run(ask("other.test", dns.rdatatype.A))
+    other = _ask(resolver, "other.test", dns.rdatatype.A)
     assert other.rcode() == 2
     assert resolver.forwarded == 1
+
+
+@pytest.mark.parametrize(
+    ("rdtype", "expected"),
+    [
+        (dns.rdatatype.A, ["A 127.77.0.9"]),
+        (dns.rdatatype.AAAA, ["AAAA fd12::9"]),
+        (dns.rdatatype.ANY, ["A 127.77.0.9", "AAAA fd12::9"]),
+        (dns.rdatatype.MX, []),
+        (dns.rdatatype.TXT, []),
+    ],
+)
+def test_dual_stack_alias_answers_each_type(
+    rdtype: dns.rdatatype.RdataType, expected: list[str]
+) -> None:
+    local = LocalAddresses(("127.77.0.9", "fd12::9"))
+    resolver = Resolver(lambda name: local if name == "db.test" else None, [])
+    reply = _ask(resolver, "db.test", rdtype)
+    assert reply.rcode() == 0
+    got = [
+        f"{dns.rdatatype.to_text(rrset.rdtype)} {record.to_text()}"
+        for rrset in reply.answer
+        for record in rrset
+    ]
+    assert got == expected
+    assert resolver.forwarded == 0
 
 
 def test_garbage_gets_formerr_or_nothing() -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import ipaddress
 import json
 import os
 import pwd
@@ -181,16 +182,25 @@ def test_curl_through_the_alias_moves_100_mib_intact(
     port, digest = backend
     assert wait_for(lambda: dig(dns_port, alias).startswith("127.77."), timeout=20)
     address = dig(dns_port, alias)
-    out = tmp_path / "big"
+    assert _curl_sha256(alias, port, address, tmp_path / "big") == digest
+    sessions = subprocess.run(
+        [*AGENT, "sessions"],
+        env=_agent_env(control_port),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert f"Alias {alias}" in sessions
+    assert f"{address}:{port}" in sessions
+
+
+def _curl_sha256(alias: str, port: int, address: str, out: Path) -> str:
+    """curl fetches /big from the alias name, resolved to address; the download's SHA-256."""
+    pinned = f"[{address}]" if ":" in address else address
     result = subprocess.run(
         [
-            "curl",
-            "-sSf",
-            "--resolve",
-            f"{alias}:{port}:{address}",
-            f"http://{alias}:{port}/big",
-            "-o",
-            str(out),
+            *("curl", "-sSf", "--resolve", f"{alias}:{port}:{pinned}"),
+            *(f"http://{alias}:{port}/big", "-o", str(out)),
         ],
         capture_output=True,
         text=True,
@@ -202,16 +212,79 @@ def test_curl_through_the_alias_moves_100_mib_intact(
     with out.open("rb") as handle:
         while chunk := handle.read(1 << 20):
             hasher.update(chunk)
-    assert hasher.hexdigest() == digest
-    sessions = subprocess.run(
-        [*AGENT, "sessions"],
-        env=_agent_env(control_port),
-        capture_output=True,
-        text=True,
+    return hasher.hexdigest()
+
+
+@pytest.fixture
+def own_interface() -> Iterator[str]:
+    """An interface this test creates (and deletes): addresses on it are local, so traffic to
+    them never leaves the machine. One end of a veth pair whose peer stays down, because
+    the "dummy" link type needs a kernel module that containers often lack."""
+    if os.geteuid() != 0:
+        pytest.skip("adding an interface needs root")
+    name = f"bkd{uuid.uuid4().hex[:8]}"
+    subprocess.run(
+        ["ip", "link", "add", name, "type", "veth", "peer", "name", f"bkp{name[3:]}"],
         check=True,
-    ).stdout
-    assert f"Alias {alias}" in sessions
-    assert f"{address}:{port}" in sessions
+        capture_output=True,
+    )
+    try:
+        subprocess.run(["ip", "link", "set", name, "up"], check=True, capture_output=True)
+        yield name
+    finally:
+        subprocess.run(["ip", "link", "del", name], check=False, capture_output=True)
+
+
+def _addresses_on(interface: str) -> set[str]:
+    shown = subprocess.run(
+        ["ip", "-j", "addr", "show", "dev", interface], capture_output=True, text=True, check=True
+    )
+    return {a["local"] for link in json.loads(shown.stdout) for a in link.get("addr_info", [])}
+
+
+def test_dual_stack_addresses_on_a_own_interface_carry_traffic_over_ipv4_and_ipv6(
+    upstream: int,
+    alias: str,
+    backend: tuple[int, str],
+    stack_env: StackEnv,
+    own_interface: str,
+    tmp_path: Path,
+) -> None:
+    """v4_prefix outside 127/8 and a v6 unique local prefix: the agent puts each alias's two
+    addresses on interface_to_use, answers A and AAAA (over IPv4 and IPv6 DNS), proxies both,
+    and takes the addresses away again on shutdown."""
+    global_id = uuid.uuid4().hex[:10]  # RFC 4193: fd + a random 40-bit global id
+    v6_prefix = f"fd{global_id[:2]}:{global_id[2:6]}:{global_id[6:]}::/64"
+    v4_prefix = "100.127.0.0/16"
+    local = local_agent(
+        tmp_path / "agent",
+        DNS_HOST,
+        prefix=v4_prefix,
+        upstream=f"{UPSTREAM_HOST}:{upstream}",
+        also_dns_on_ipv6_loopback=True,
+        extra_config=f'v6_prefix = "{v6_prefix}"\ninterface_to_use = "{own_interface}"\n',
+    )
+    local.start()
+    try:
+        local.login_as_admin(stack_env)
+        port, digest = backend
+        assert wait_for(lambda: dig(local.dns_port, alias).startswith("100.127."), timeout=20)
+        v4 = dig(local.dns_port, alias)
+        v6 = dig(local.dns_port, alias, "AAAA")
+        assert ipaddress.ip_address(v6) in ipaddress.ip_network(v6_prefix)
+        # The same answers over IPv6 DNS, and from the IPv6 listener.
+        over_v6 = dns.query.udp(
+            dns.message.make_query(alias, dns.rdatatype.ANY), "::1", port=local.dns_port, timeout=5
+        )
+        assert sorted(r.to_text() for rrset in over_v6.answer for r in rrset) == sorted([v4, v6])
+        assert {v4, v6} <= _addresses_on(own_interface)
+        assert _curl_sha256(alias, port, v4, tmp_path / "v4") == digest
+        assert _curl_sha256(alias, port, v6, tmp_path / "v6") == digest
+        sessions = local.cli("sessions").stdout
+        assert f"[{v6}]:{port}" in sessions or f"{v4}:{port}" in sessions
+    finally:
+        local.stop()
+    assert not {v4, v6} & _addresses_on(own_interface), "addresses are removed on shutdown"
 
 
 def test_pause_defers_to_upstream_and_resume_brings_the_alias_back(

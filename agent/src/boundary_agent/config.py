@@ -8,7 +8,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import hcl  # type: ignore[import-untyped]
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+LOOPBACK_V4 = ipaddress.IPv4Network("127.0.0.0/8")
+UNIQUE_LOCAL_V6 = ipaddress.IPv6Network("fc00::/7")
 
 # Fields SIGHUP can change without dropping sessions; the rest need a restart.
 RELOADABLE = frozenset(
@@ -64,7 +67,10 @@ class AgentConfig(BaseModel):
     override_upstream_dns_servers: list[str] = Field(default_factory=list)
     state_file: str = "/run/boundary-agent/state.json"
     v4_prefix: str = "100.64.0.0/10"
+    """Empty: no A answers (then v6_prefix must be set)."""
     # Ours.
+    v6_prefix: str = ""
+    """An IPv6 unique local prefix: alias names also get AAAA answers from it. Empty: none."""
     dns_listen_addresses: list[str] = Field(default_factory=lambda: ["0.0.0.0:53", "[::]:53"])
     control_listen_port: int = 9300
     resolver_mode: Literal["resolved", "resolv.conf", "none"] = "none"
@@ -88,11 +94,34 @@ class AgentConfig(BaseModel):
 
     @field_validator("v4_prefix")
     @classmethod
-    def _prefix(cls, value: str) -> str:
-        network = ipaddress.ip_network(value, strict=True)
-        if network.version != 4 or not 8 <= network.prefixlen <= 16:
-            raise ValueError("must be an IPv4 prefix between /8 and /16")
+    def _v4_prefix(cls, value: str) -> str:
+        if value:
+            network = ipaddress.ip_network(value, strict=True)
+            if network.version != 4 or not 8 <= network.prefixlen <= 16:
+                raise ValueError("must be an IPv4 prefix between /8 and /16")
         return value
+
+    @field_validator("v6_prefix")
+    @classmethod
+    def _v6_prefix(cls, value: str) -> str:
+        if value:
+            network = ipaddress.ip_network(value, strict=True)
+            # At least 256 addresses; only unique local ones, which never route to the internet.
+            if not (
+                isinstance(network, ipaddress.IPv6Network)
+                and network.subnet_of(UNIQUE_LOCAL_V6)
+                and network.prefixlen <= 120
+            ):
+                raise ValueError(
+                    "must be an IPv6 unique local prefix (inside fc00::/7), /120 or wider"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _some_prefix(self) -> AgentConfig:
+        if not self.v4_prefix and not self.v6_prefix:
+            raise ValueError("v4_prefix and v6_prefix are both empty: set at least one")
+        return self
 
     @field_validator("override_upstream_dns_servers", "dns_listen_addresses")
     @classmethod
@@ -106,14 +135,22 @@ class AgentConfig(BaseModel):
 
     @property
     def loopback_mode(self) -> bool:
-        """A prefix inside 127/8 needs no privilege: Linux routes all of it to loopback."""
-        return ipaddress.IPv4Network(self.v4_prefix).subnet_of(ipaddress.IPv4Network("127.0.0.0/8"))
+        """Addresses from a v4 prefix inside 127/8, and no v6 prefix, need no privilege: Linux
+        routes all of 127/8 to loopback. IPv6 has no such range (only ::1), so a v6 prefix's
+        addresses are always added to the interface, which needs CAP_NET_ADMIN."""
+        return not self.v6_prefix and needs_no_address(self.v4_prefix)
 
     def upstreams(self) -> list[tuple[str, int]]:
         return [_host_port(v, 53) for v in self.override_upstream_dns_servers]
 
     def listen_addresses(self) -> list[tuple[str, int]]:
         return [_host_port(v, 53) for v in self.dns_listen_addresses]
+
+
+def needs_no_address(prefix_or_address: str) -> bool:
+    """Whether the kernel already delivers to it locally: anything inside 127.0.0.0/8."""
+    network = ipaddress.ip_network(prefix_or_address)
+    return isinstance(network, ipaddress.IPv4Network) and network.subnet_of(LOOPBACK_V4)
 
 
 def parse_config(text: str, source: str = "config") -> AgentConfig:

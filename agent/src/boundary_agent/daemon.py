@@ -18,15 +18,15 @@ import logging
 import os
 import socket
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiohttp import web
 
 from boundary_agent import protocol
-from boundary_agent.config import AgentConfig
-from boundary_agent.dns import DNSServer, Resolver, system_upstreams
+from boundary_agent.config import AgentConfig, needs_no_address
+from boundary_agent.dns import DNSServer, LocalAddresses, Resolver, system_upstreams
 from boundary_agent.peers import peer_uid
 from boundary_api import (
     Alias,
@@ -80,25 +80,30 @@ class ActiveSession:
 
 
 class AddressPool:
-    """Stable name -> address from the configured prefix while the agent runs."""
+    """Stable name -> local addresses (one per configured prefix: IPv4, IPv6 or both) while
+    the agent runs."""
 
-    def __init__(self, prefix: str) -> None:
-        self.network = ipaddress.ip_network(prefix)
-        self._hosts = self.network.hosts()
-        next(self._hosts)  # keep the first address (the .1 of 127/8 is the loopback host)
-        self.by_name: dict[str, str] = {}
+    def __init__(self, v4_prefix: str, v6_prefix: str = "") -> None:
+        self._hosts = [_hosts_after_first(p) for p in (v4_prefix, v6_prefix) if p]
+        self.by_name: dict[str, LocalAddresses] = {}
 
-    def address(self, name: str) -> str:
+    def addresses(self, name: str) -> LocalAddresses:
         if name not in self.by_name:
-            self.by_name[name] = str(next(self._hosts))
+            self.by_name[name] = LocalAddresses(tuple(str(next(h)) for h in self._hosts))
         return self.by_name[name]
+
+
+def _hosts_after_first(prefix: str) -> Iterator[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    hosts = ipaddress.ip_network(prefix).hosts()
+    next(hosts)  # keep the first address (the .1 of 127/8 is the loopback host)
+    return hosts
 
 
 class Agent:
     def __init__(self, config: AgentConfig) -> None:
         self.config = config
         self.users: dict[int, User] = {}
-        self.pool = AddressPool(config.v4_prefix)
+        self.pool = AddressPool(config.v4_prefix, config.v6_prefix)
         self.paused = False
         self.pause_reason = ""
         self.errors: collections.deque[str] = collections.deque(maxlen=20)
@@ -130,8 +135,8 @@ class Agent:
         if self._failures >= self.config.auto_pause_failures and not self.paused:
             self.pause(f"paused after {self._failures} failures to reach the controller")
 
-    def lookup(self, name: str) -> str | None:
-        """The local address for an alias name; None to defer to upstream."""
+    def lookup(self, name: str) -> LocalAddresses | None:
+        """The local addresses for an alias name; None to defer to upstream."""
         if self.paused or not self.users:
             return None
         for user in self.users.values():
@@ -247,29 +252,39 @@ class Agent:
     async def _ensure_listener(self, user: User, alias: Alias) -> None:
         if not alias.destination_id:
             return
-        address = self.pool.address(alias.value)
         port = await self._target_port(user, alias)
-        if port is None or (address, port) in self.listeners:
+        if port is None:
             return
-        self._ensure_address(address)
-        server = await asyncio.start_server(
-            functools.partial(self._serve, alias.value),
-            address,
-            port,
-            reuse_address=True,
-            backlog=socket.SOMAXCONN,  # asyncio's 100 overflows under a burst of connections
-        )
-        self.listeners[(address, port)] = server
-        log.info("alias %s -> %s:%d", alias.value, address, port)
+        for address in self.pool.addresses(alias.value).addresses:
+            if (address, port) in self.listeners:
+                continue
+            self._ensure_address(address)
+            server = await asyncio.start_server(
+                functools.partial(self._serve, alias.value),
+                address,
+                port,
+                reuse_address=True,
+                backlog=socket.SOMAXCONN,  # asyncio's 100 overflows under a burst of connections
+            )
+            self.listeners[(address, port)] = server
+            log.info("alias %s -> %s", alias.value, _host_port(address, port))
 
     def _ensure_address(self, address: str) -> None:
-        if self.config.loopback_mode or address in self._added_addresses:
+        if needs_no_address(address) or address in self._added_addresses:
             return
-        device = self.config.interface_to_use or "lo"
+        # nodad: an IPv6 address is usable at once, not after duplicate address detection.
         subprocess.run(
-            ["ip", "addr", "add", f"{address}/32", "dev", device], check=False, capture_output=True
+            ["ip", "addr", "add", _host_prefix(address), "dev", self._device, "nodad"]
+            if ":" in address
+            else ["ip", "addr", "add", _host_prefix(address), "dev", self._device],
+            check=False,
+            capture_output=True,
         )
         self._added_addresses.append(address)
+
+    @property
+    def _device(self) -> str:
+        return self.config.interface_to_use or "lo"
 
     # ------------------------------------------------------------------ sessions
 
@@ -365,7 +380,7 @@ class Agent:
                 {
                     "alias": session.alias,
                     "target_id": auth.target_id,
-                    "local_address": f"{session.local_address}:{session.local_port}",
+                    "local_address": _host_port(session.local_address, session.local_port),
                     "expiration": auth.expiration.isoformat() if auth.expiration else None,
                     "connections_used": session.connections_used,
                     "connections_left": session.connections_left,
@@ -482,11 +497,19 @@ class Agent:
         # Shutdown: nothing else runs on the loop any more, blocking calls are fine here.
         for address in self._added_addresses:
             subprocess.run(  # noqa: ASYNC221
-                ["ip", "addr", "del", f"{address}/32", "dev", self.config.interface_to_use or "lo"],
+                ["ip", "addr", "del", _host_prefix(address), "dev", self._device],
                 check=False,
                 capture_output=True,
             )
         Path(self.config.state_file).unlink(missing_ok=True)  # noqa: ASYNC240
+
+
+def _host_prefix(address: str) -> str:
+    return f"{address}/128" if ":" in address else f"{address}/32"
+
+
+def _host_port(address: str, port: int) -> str:
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
 
 
 def _notify(message: str) -> None:

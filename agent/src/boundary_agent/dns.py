@@ -33,10 +33,27 @@ class DNSListenError(Exception):
     pass
 
 
+@dataclass(frozen=True)
+class LocalAddresses:
+    """What an alias name resolves to: a local IPv4 address, a local IPv6 one, or both."""
+
+    addresses: tuple[str, ...]
+
+    def of_type(self, rdtype: dns.rdatatype.RdataType) -> list[str]:
+        """The addresses a query of this type is answered with (empty: no data, never a
+        forward)."""
+        want_v6 = rdtype == dns.rdatatype.AAAA
+        if rdtype == dns.rdatatype.ANY:
+            return list(self.addresses)
+        if rdtype not in (dns.rdatatype.A, dns.rdatatype.AAAA):
+            return []
+        return [a for a in self.addresses if (":" in a) == want_v6]
+
+
 @dataclass
 class Resolver:
-    lookup: Callable[[str], str | None]
-    """Alias name (lowercase, no trailing dot) -> local IPv4 address, or None to forward."""
+    lookup: Callable[[str], LocalAddresses | None]
+    """Alias name (lowercase, no trailing dot) -> its local addresses, or None to forward."""
     upstreams: list[tuple[str, int]]
     timeout: float = 10.0
     forwarded: int = field(default=0, init=False)
@@ -52,10 +69,10 @@ class Resolver:
         if len(query.question) == 1:
             question = query.question[0]
             name = question.name.to_text(omit_final_dot=True).lower()
-            address = self.lookup(name)
-            if address is not None:
+            addresses = self.lookup(name)
+            if addresses is not None:
                 self.answered += 1
-                return _alias_answer(query, question, address).to_wire()
+                return _alias_answer(query, question, addresses).to_wire()
         self.forwarded += 1
         return await self.forward(wire, via_tcp, query)
 
@@ -117,17 +134,16 @@ def _formerr(wire: bytes) -> bytes | None:
 
 
 def _alias_answer(
-    query: dns.message.Message, question: dns.rrset.RRset, address: str
+    query: dns.message.Message, question: dns.rrset.RRset, addresses: LocalAddresses
 ) -> dns.message.Message:
     response = dns.message.make_response(query)
     response.flags |= dns.flags.AA
-    if question.rdtype in (dns.rdatatype.A, dns.rdatatype.ANY):
-        response.answer.append(
-            dns.rrset.from_text(
-                question.name, ALIAS_TTL, dns.rdataclass.IN, dns.rdatatype.A, address
-            )
-        )
     # Every other type for an alias name is answered here, with no data: never sent upstream.
+    for address in addresses.of_type(question.rdtype):
+        rdtype = dns.rdatatype.AAAA if ":" in address else dns.rdatatype.A
+        response.answer.append(
+            dns.rrset.from_text(question.name, ALIAS_TTL, dns.rdataclass.IN, rdtype, address)
+        )
     return response
 
 

@@ -81,21 +81,28 @@ def local_agent(
     upstream: str | None = None,
     prefix: str = "127.77.0.0/16",
     name: str = "boundary-agent",
+    also_dns_on_ipv6_loopback: bool = False,
+    extra_config: str = "",
 ) -> LocalAgent:
-    """An agent listening for DNS on dns_host (a free port), handing out loopback addresses."""
+    """An agent listening for DNS on dns_host (a free port; with also_dns_on_ipv6_loopback on
+    [::1] at the same port too), handing out addresses from prefix (loopback by default)."""
     directory.mkdir(parents=True, exist_ok=True)
     dns_port, control_port = free_port(dns_host), free_port()
     upstream_line = f'override_upstream_dns_servers = ["{upstream}"]\n' if upstream else ""
+    listen = [f'"{dns_host}:{dns_port}"']
+    if also_dns_on_ipv6_loopback:
+        listen.append(f'"[::1]:{dns_port}"')
     config = directory / "agent.hcl"
     config.write_text(
         textwrap.dedent(f"""\
-        dns_listen_addresses = ["{dns_host}:{dns_port}"]
+        dns_listen_addresses = [{", ".join(listen)}]
         v4_prefix = "{prefix}"
         control_listen_port = {control_port}
         state_file = "{directory}/run/state.json"
         alias_refresh_interval = "2s"
     """)
         + upstream_line
+        + extra_config
     )
     agent = LocalAgent(
         directory,
