@@ -19,6 +19,7 @@ from boundary_agent.protocol import (
     encode_client_handshake,
     new_tofu_token,
 )
+from boundary_agent.resolver import resolvectl_server
 from boundary_api.authdata import encode_varint, iter_fields
 
 
@@ -57,6 +58,8 @@ def test_valid_v6_prefixes(text: str, loopback_mode: bool) -> None:
         ('v6_prefix = "fd00:1::/124"', "v6_prefix"),
         ('v6_prefix = "10.0.0.0/8"', "v6_prefix"),
         ('v4_prefix = ""', "v4_prefix and v6_prefix are both empty"),
+        ('resolver_mode = "resolved"', "interface_to_use"),
+        ('resolver_mode = "resolved"\ninterface_to_use = "lo"', "interface_to_use"),
         ('dns_request_timeout = "-1s"', "dns_request_timeout"),
         ('override_upstream_dns_servers = ["not-an-ip"]', "override_upstream_dns_servers"),
         ('resolver_mode = "magic"', "resolver_mode"),
@@ -88,6 +91,19 @@ def test_handshake_result_with_unlimited_connections() -> None:
     result = decode_handshake_result(raw)
     assert (result.connection_limit, result.connections_left) == (-1, -1)
     assert result.expiration is not None
+
+
+@pytest.mark.parametrize(
+    ("bound", "server"),
+    [
+        ("100.64.0.1:53", "100.64.0.1"),
+        ("100.64.0.1:5353", "100.64.0.1:5353"),
+        ("fd00:1::1:53", "fd00:1::1"),
+        ("fd00:1::1:5353", "[fd00:1::1]:5353"),
+    ],
+)
+def test_resolvectl_server_keeps_the_port(bound: str, server: str) -> None:
+    assert resolvectl_server(bound) == server
 
 
 def test_proc_net_endpoints() -> None:

@@ -118,9 +118,15 @@ class AgentConfig(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _some_prefix(self) -> AgentConfig:
+    def _consistent(self) -> AgentConfig:
         if not self.v4_prefix and not self.v6_prefix:
             raise ValueError("v4_prefix and v6_prefix are both empty: set at least one")
+        if self.resolver_mode == "resolved" and self.interface_to_use in ("", "lo"):
+            # systemd-resolved answers "Link lo is loopback device." to any DNS setting on lo.
+            raise ValueError(
+                'resolver_mode "resolved" needs interface_to_use set to a non-loopback interface '
+                "(systemd-resolved refuses per-link DNS on loopback)"
+            )
         return self
 
     @field_validator("override_upstream_dns_servers", "dns_listen_addresses")

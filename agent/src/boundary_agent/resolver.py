@@ -39,8 +39,8 @@ class ResolverIntegration:
             text += "".join(f"nameserver {s}\n" for s in dict.fromkeys(servers))
             self.resolv_conf.write_text(text)
         elif mode == "resolved":
-            link = self.config.interface_to_use or "lo"
-            server = bound[0].rsplit(":", 1)[0].strip("[]")
+            link = self.config.interface_to_use
+            server = resolvectl_server(bound[0])
             domains = [f"~{d}" for d in self.config.resolver_domains] or ["~."]
             for argv in (
                 ["resolvectl", "dns", link, server],
@@ -61,5 +61,15 @@ class ResolverIntegration:
             shutil.copy2(self.backup, self.resolv_conf)
             self.backup.unlink()
         elif mode == "resolved":
-            link = self.config.interface_to_use or "lo"
+            link = self.config.interface_to_use
             subprocess.run(["resolvectl", "revert", link], check=False, capture_output=True)
+
+
+def resolvectl_server(bound: str) -> str:
+    """A bound DNS address ("host:port", IPv6 hosts unbracketed) as resolvectl takes it: the
+    bare address on port 53, else ADDRESS:PORT or [ADDRESS]:PORT (systemd 246 and later)."""
+    host, port = bound.rsplit(":", 1)
+    host = host.strip("[]")
+    if port == "53":
+        return host
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
