@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from boundary_operator.services.desired import SyncSettings, alias_problem, desired_targets
-from boundary_operator.services.sync import Owner
+from boundary_operator.services.ownership import Owner
 
 SETTINGS = SyncSettings(cluster_name="prod", default_scope="p_1234567890")
 

@@ -18,42 +18,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from boundary_api import Alias, BoundaryClient, Conflict, NotFound, Target
-from boundary_operator.naming import OWNER_MARKER
 from boundary_operator.services.desired import DesiredTarget
+from boundary_operator.services.ownership import OwnedIndex, Owner
 
 log = logging.getLogger("boundary_operator.services")
-
-
-@dataclass(frozen=True)
-class Owner:
-    cluster: str
-    namespace: str
-    service: str
-    uid: str
-    port: str
-
-    def description(self, extra: str = "") -> str:
-        text = (
-            f"{OWNER_MARKER} cluster={self.cluster} namespace={self.namespace} "
-            f"service={self.service} uid={self.uid} port={self.port}"
-        )
-        return f"{text} {extra}".rstrip()
-
-    @classmethod
-    def parse(cls, description: str) -> Owner | None:
-        if not description.startswith(OWNER_MARKER + " "):
-            return None
-        fields = dict(p.split("=", 1) for p in description.split()[1:] if "=" in p)
-        try:
-            return cls(
-                fields["cluster"],
-                fields["namespace"],
-                fields["service"],
-                fields["uid"],
-                fields["port"],
-            )
-        except KeyError:
-            return None
 
 
 async def _already_gone_ok(deletion: Awaitable[None]) -> None:
@@ -84,8 +52,8 @@ class ServiceSync:
         self.cluster = cluster
         self.writes = 0
         self.reads = 0
-        self._targets: dict[str, Target] = {}
-        self._aliases: dict[str, Alias] = {}
+        self._targets: OwnedIndex[Target] = OwnedIndex(cluster)
+        self._aliases: OwnedIndex[Alias] = OwnedIndex(cluster, value_of=lambda a: a.value)
         self._target_token: str | None = None
         self._alias_token: str | None = None
         self._projects: dict[str, str] = {}
@@ -111,23 +79,13 @@ class ServiceSync:
         return owner if owner and owner.cluster == self.cluster else None
 
     def owned_targets(self, uid: str | None = None) -> dict[str, tuple[Owner, Target]]:
-        found = {}
-        for target in self._targets.values():
-            owner = self._ours(target.description)
-            if owner and (uid is None or owner.uid == uid):
-                found[target.id] = (owner, target)
-        return found
+        return self._targets.owned(uid)
 
     def owned_aliases(self, uid: str | None = None) -> dict[str, tuple[Owner, Alias]]:
-        found = {}
-        for alias in self._aliases.values():
-            owner = self._ours(alias.description)
-            if owner and (uid is None or owner.uid == uid):
-                found[alias.id] = (owner, alias)
-        return found
+        return self._aliases.owned(uid)
 
     def alias_holder(self, value: str) -> Alias | None:
-        return next((a for a in self._aliases.values() if a.value == value), None)
+        return self._aliases.by_value(value)
 
     async def _project(self, scope: str) -> str:
         if scope.startswith("p_"):
