@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from boundary_devstack.net import free_port, http_ok
 from boundary_devstack.pki import ControlPlanePKI, create_control_plane_pki
@@ -309,7 +310,7 @@ class LocalStack:
 
         self._say("waiting for boundary dev")
         api_addr = f"http://127.0.0.1:{boundary_ports['api']}"
-        boundary.wait_healthy(lambda: _boundary_login_ok(api_addr), 180, interval=0.5)
+        boundary.wait_healthy(lambda: _boundary_ready(api_addr), 180, interval=0.5)
 
         return StackEnv(
             {
@@ -558,21 +559,31 @@ def _fake_node_manifest() -> dict[str, object]:
     }
 
 
-def _boundary_login_ok(api_addr: str) -> bool:
-    body = json.dumps(
+def _boundary_ready(api_addr: str) -> bool:
+    """The admin can log in and the dev worker has reported in: a session authorized before
+    that finds no worker, which made the first proxied connection of a fresh stack fail."""
+    login = _boundary_json(
+        f"{api_addr}/v1/auth-methods/{DEV_AUTH_METHOD_ID}:authenticate",
         {
             "command": "login",
             "attributes": {"login_name": DEV_LOGIN_NAME, "password": DEV_PASSWORD},
-        }
-    ).encode()
+        },
+    )
+    token = login["attributes"]["token"]
+    workers = _boundary_json(f"{api_addr}/v1/workers?scope_id=global", token=token)
+    return any(worker.get("last_status_time") for worker in workers.get("items") or [])
+
+
+def _boundary_json(url: str, body: dict[str, Any] | None = None, token: str = "") -> Any:
     request = urllib.request.Request(  # noqa: S310 - loopback http
-        f"{api_addr}/v1/auth-methods/{DEV_AUTH_METHOD_ID}:authenticate",
-        data=body,
-        headers={"Content-Type": "application/json"},
-        method="POST",
+        url,
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={"Content-Type": "application/json"}
+        | ({"Authorization": f"Bearer {token}"} if token else {}),
+        method="POST" if body is not None else "GET",
     )
     with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
-        return bool(response.status == 200)
+        return json.load(response)
 
 
 @contextmanager
