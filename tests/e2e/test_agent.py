@@ -24,21 +24,16 @@ import dns.rdatatype
 import pytest
 
 from boundary_api import BoundaryClient
-from boundary_devstack.agent_process import local_agent
+from boundary_devstack.agent_process import AGENT_CLI, LocalAgent, local_agent
 from boundary_devstack.dnsmasq import dnsmasq_process
 from boundary_devstack.net import free_port
 from boundary_devstack.process import ManagedProcess
 from boundary_devstack.stack import StackEnv, wait_for
 
-AGENT = [sys.executable, "-m", "boundary_agent.cli"]
 DNS_HOST, UPSTREAM_HOST = "127.0.0.53", "127.0.0.54"
 PREFIX = "127.77.0.0/16"
 SUFFIX = f"a{uuid.uuid4().hex[:6]}.test"
 OTHER_USER = "bkagentpeer"
-
-
-def _agent_env(control_port: int) -> dict[str, str]:
-    return {**os.environ, "BOUNDARY_CLIENT_AGENT_LISTENING_PORT": str(control_port)}
 
 
 @pytest.fixture(scope="module")
@@ -129,8 +124,8 @@ def alias(stack_env: StackEnv, backend: tuple[int, str]) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def agent(
     upstream: int, alias: str, stack_env: StackEnv, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[int, int]]:
-    """The agent on loopback, logged in as the admin: (DNS port, control port)."""
+) -> Iterator[LocalAgent]:
+    """The agent on loopback, logged in as the admin."""
     local = local_agent(
         tmp_path_factory.mktemp("agent"),
         DNS_HOST,
@@ -140,7 +135,7 @@ def agent(
     local.start()
     local.login_as_admin(stack_env)
     assert local.state_file.stat().st_mode & 0o777 == 0o600
-    yield local.dns_port, local.control_port
+    yield local
     local.stop()
     assert "token" not in local.process.log_tail(1000).lower().replace("auth token", "")
     assert not local.state_file.exists(), "the state file is removed on clean shutdown"
@@ -156,45 +151,36 @@ def dig(port: int, name: str, *extra: str) -> str:
     ).stdout.strip()
 
 
-def test_alias_resolves_to_a_local_address(agent: tuple[int, int], alias: str) -> None:
-    dns_port, _ = agent
-    assert wait_for(lambda: dig(dns_port, alias).startswith("127.77."), timeout=20)
-    first = dig(dns_port, alias)
-    assert dig(dns_port, alias) == first, "the same name keeps its address"
+def test_alias_resolves_to_a_local_address(agent: LocalAgent, alias: str) -> None:
+    assert wait_for(lambda: dig(agent.dns_port, alias).startswith("127.77."), timeout=20)
+    first = dig(agent.dns_port, alias)
+    assert dig(agent.dns_port, alias) == first, "the same name keeps its address"
     # Other record types for the alias are answered here, empty, never forwarded.
     answer = dns.query.udp(
-        dns.message.make_query(alias, dns.rdatatype.AAAA), DNS_HOST, port=dns_port, timeout=5
+        dns.message.make_query(alias, dns.rdatatype.AAAA), DNS_HOST, port=agent.dns_port, timeout=5
     )
     assert answer.rcode() == 0
     assert answer.answer == []
 
 
-def test_other_names_forward_to_the_upstream(agent: tuple[int, int]) -> None:
-    dns_port, _ = agent
-    assert dig(dns_port, "upstream.example") == "192.0.2.7"
-    assert dig(dns_port, "upstream.example", "+tcp") == "192.0.2.7"
+def test_other_names_forward_to_the_upstream(agent: LocalAgent) -> None:
+    assert dig(agent.dns_port, "upstream.example") == "192.0.2.7"
+    assert dig(agent.dns_port, "upstream.example", "+tcp") == "192.0.2.7"
 
 
 def test_curl_through_the_alias_moves_100_mib_intact(
-    agent: tuple[int, int], alias: str, backend: tuple[int, str], tmp_path: Path
+    agent: LocalAgent, alias: str, backend: tuple[int, str], tmp_path: Path
 ) -> None:
-    dns_port, control_port = agent
     port, digest = backend
-    assert wait_for(lambda: dig(dns_port, alias).startswith("127.77."), timeout=20)
-    address = dig(dns_port, alias)
-    assert _curl_sha256(alias, port, address, tmp_path / "big") == digest
-    sessions = subprocess.run(
-        [*AGENT, "sessions"],
-        env=_agent_env(control_port),
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    assert wait_for(lambda: dig(agent.dns_port, alias).startswith("127.77."), timeout=20)
+    address = dig(agent.dns_port, alias)
+    assert _curl_sha256(agent, alias, port, address, tmp_path / "big") == digest
+    sessions = agent.cli("sessions").stdout
     assert f"Alias {alias}" in sessions
     assert f"{address}:{port}" in sessions
 
 
-def _curl_sha256(alias: str, port: int, address: str, out: Path) -> str:
+def _curl_sha256(agent: LocalAgent, alias: str, port: int, address: str, out: Path) -> str:
     """curl fetches /big from the alias name, resolved to address; the download's SHA-256."""
     pinned = f"[{address}]" if ":" in address else address
     result = subprocess.run(
@@ -207,7 +193,10 @@ def _curl_sha256(alias: str, port: int, address: str, out: Path) -> str:
         timeout=300,
         check=False,
     )
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 0, (
+        f"{result.stderr}--- agent status ---\n{agent.cli('status', check=False).stdout}"
+        f"--- agent log ---\n{agent.process.log_tail(30)}"
+    )
     hasher = hashlib.sha256()
     with out.open("rb") as handle:
         while chunk := handle.read(1 << 20):
@@ -242,7 +231,7 @@ def _addresses_on(interface: str) -> set[str]:
     return {a["local"] for link in json.loads(shown.stdout) for a in link.get("addr_info", [])}
 
 
-def test_dual_stack_addresses_on_a_own_interface_carry_traffic_over_ipv4_and_ipv6(
+def test_dual_stack_addresses_on_an_interface_of_their_own_carry_traffic_over_ipv4_and_ipv6(
     upstream: int,
     alias: str,
     backend: tuple[int, str],
@@ -278,8 +267,8 @@ def test_dual_stack_addresses_on_a_own_interface_carry_traffic_over_ipv4_and_ipv
         )
         assert sorted(r.to_text() for rrset in over_v6.answer for r in rrset) == sorted([v4, v6])
         assert {v4, v6} <= _addresses_on(own_interface)
-        assert _curl_sha256(alias, port, v4, tmp_path / "v4") == digest
-        assert _curl_sha256(alias, port, v6, tmp_path / "v6") == digest
+        assert _curl_sha256(local, alias, port, v4, tmp_path / "v4") == digest
+        assert _curl_sha256(local, alias, port, v6, tmp_path / "v6") == digest
         sessions = local.cli("sessions").stdout
         assert f"[{v6}]:{port}" in sessions or f"{v4}:{port}" in sessions
     finally:
@@ -288,20 +277,14 @@ def test_dual_stack_addresses_on_a_own_interface_carry_traffic_over_ipv4_and_ipv
 
 
 def test_pause_defers_to_upstream_and_resume_brings_the_alias_back(
-    agent: tuple[int, int], alias: str
+    agent: LocalAgent, alias: str
 ) -> None:
-    dns_port, control_port = agent
-    assert wait_for(lambda: dig(dns_port, alias).startswith("127.77."), timeout=20)
-    subprocess.run([*AGENT, "pause"], env=_agent_env(control_port), check=True, capture_output=True)
-    assert dig(dns_port, alias) == "192.0.2.99"
-    status = subprocess.run(
-        [*AGENT, "status"], env=_agent_env(control_port), capture_output=True, text=True, check=True
-    ).stdout
-    assert "paused" in status
-    subprocess.run(
-        [*AGENT, "resume"], env=_agent_env(control_port), check=True, capture_output=True
-    )
-    assert dig(dns_port, alias).startswith("127.77.")
+    assert wait_for(lambda: dig(agent.dns_port, alias).startswith("127.77."), timeout=20)
+    agent.cli("pause")
+    assert dig(agent.dns_port, alias) == "192.0.2.99"
+    assert "paused" in agent.cli("status").stdout
+    agent.cli("resume")
+    assert dig(agent.dns_port, alias).startswith("127.77.")
 
 
 @pytest.fixture(scope="module")
@@ -316,12 +299,11 @@ def other_user() -> str:
 
 
 def test_another_os_user_cannot_use_see_or_cancel_the_session(
-    agent: tuple[int, int], alias: str, backend: tuple[int, str], other_user: str
+    agent: LocalAgent, alias: str, backend: tuple[int, str], other_user: str
 ) -> None:
-    dns_port, control_port = agent
     port, _ = backend
-    assert wait_for(lambda: dig(dns_port, alias).startswith("127.77."), timeout=20)
-    address = dig(dns_port, alias)
+    assert wait_for(lambda: dig(agent.dns_port, alias).startswith("127.77."), timeout=20)
+    address = dig(agent.dns_port, alias)
     as_other = ["runuser", "-u", other_user, "--"]
     result = subprocess.run(
         [
@@ -344,7 +326,7 @@ def test_another_os_user_cannot_use_see_or_cancel_the_session(
     assert result.stdout.strip() in ("", "0"), "the other user must get no data"
     # The other user asks the control API directly (it cannot run our virtualenv).
     listed = subprocess.run(
-        [*as_other, "curl", "-s", f"http://127.0.0.1:{control_port}/v1/sessions"],
+        [*as_other, "curl", "-s", f"http://127.0.0.1:{agent.control_port}/v1/sessions"],
         capture_output=True,
         text=True,
         timeout=30,
@@ -364,7 +346,7 @@ def test_another_os_user_cannot_use_see_or_cancel_the_session(
                 "%{http_code}",
                 "-X",
                 "POST",
-                f"http://127.0.0.1:{control_port}/v1/{action}",
+                f"http://127.0.0.1:{agent.control_port}/v1/{action}",
             ],
             capture_output=True,
             text=True,
@@ -372,14 +354,14 @@ def test_another_os_user_cannot_use_see_or_cancel_the_session(
             check=False,
         )
         assert refused.stdout == "403", (action, refused.stdout, refused.stderr)
-    assert dig(dns_port, alias) == address, "the session's alias still answers"
+    assert dig(agent.dns_port, alias) == address, "the session's alias still answers"
 
 
 def test_invalid_config_names_the_field_and_starts_nothing(tmp_path: Path) -> None:
     config = tmp_path / "bad.hcl"
     config.write_text('v4_prefix = "10.0.0.0/20"\nalias_refresh_interval = "soon"\n')
     result = subprocess.run(
-        [*AGENT, "run", "-config", str(config)],
+        [*AGENT_CLI, "run", "-config", str(config)],
         capture_output=True,
         text=True,
         timeout=30,
@@ -429,7 +411,7 @@ def test_busy_port_53_gives_the_clear_error(netns: str, tmp_path: Path) -> None:
             10,
         )
         result = subprocess.run(
-            [*inside, *AGENT, "run", "-config", str(config)],
+            [*inside, *AGENT_CLI, "run", "-config", str(config)],
             capture_output=True,
             text=True,
             timeout=30,
@@ -458,7 +440,7 @@ def test_resolv_conf_takeover_is_restored_after_exit_and_after_a_crash(
     script = textwrap.dedent(f"""\
         set -e
         mount --bind {fake} /etc/resolv.conf
-        {" ".join(AGENT)} run -config {config} & pid=$!
+        {" ".join(AGENT_CLI)} run -config {config} & pid=$!
         for i in $(seq 50); do
           grep -q 'nameserver 127.0.0.1' /etc/resolv.conf && break; sleep 0.2
         done
@@ -466,7 +448,7 @@ def test_resolv_conf_takeover_is_restored_after_exit_and_after_a_crash(
         kill -9 $pid; wait $pid || true
         echo "after crash: $(grep nameserver /etc/resolv.conf)"
         rm -f {tmp_path}/run/state.json
-        {" ".join(AGENT)} run -config {config} & pid=$!
+        {" ".join(AGENT_CLI)} run -config {config} & pid=$!
         for i in $(seq 50); do test -f {tmp_path}/run/state.json && break; sleep 0.2; done
         kill -TERM $pid; wait $pid || true
         echo "after exit: $(grep nameserver /etc/resolv.conf)"
