@@ -14,6 +14,7 @@ import pwd
 import subprocess
 import sys
 import textwrap
+import urllib.parse
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,12 +29,19 @@ from boundary_devstack.agent_process import AGENT_CLI, LocalAgent, local_agent
 from boundary_devstack.dnsmasq import dnsmasq_process
 from boundary_devstack.net import free_port
 from boundary_devstack.process import ManagedProcess
+from boundary_devstack.resolved import (
+    ensure_resolved_user,
+    host_port_in_netns,
+    private_resolved_script,
+)
 from boundary_devstack.stack import StackEnv, wait_for
 
 DNS_HOST, UPSTREAM_HOST = "127.0.0.53", "127.0.0.54"
 PREFIX = "127.77.0.0/16"
 SUFFIX = f"a{uuid.uuid4().hex[:6]}.test"
 OTHER_USER = "bkagentpeer"
+DEV_SEED_ALIAS = "ssh.boundary.dev"
+"""An alias `boundary dev` creates for the admin."""
 
 
 @pytest.fixture(scope="module")
@@ -383,6 +391,23 @@ def netns() -> Iterator[str]:
     subprocess.run(["ip", "netns", "del", name], check=False)
 
 
+def _run_in_netns_with_private_mounts(netns: str, script: str) -> subprocess.CompletedProcess[str]:
+    """sh -c script in netns, in a mount namespace of its own, so its mounts (over
+    /etc/resolv.conf, say) never reach the machine, and in a PID namespace of its own, so
+    whatever it left running (a daemon it forked) dies with it."""
+    return subprocess.run(
+        [
+            *("ip", "netns", "exec", netns),
+            *("unshare", "--mount", "--propagation", "private", "--pid", "--fork", "--mount-proc"),
+            *("sh", "-c", script),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
 def test_busy_port_53_gives_the_clear_error(netns: str, tmp_path: Path) -> None:
     inside = ["ip", "netns", "exec", netns]
     squatter = subprocess.Popen(
@@ -453,26 +478,67 @@ def test_resolv_conf_takeover_is_restored_after_exit_and_after_a_crash(
         kill -TERM $pid; wait $pid || true
         echo "after exit: $(grep nameserver /etc/resolv.conf)"
     """)
-    result = subprocess.run(
-        [
-            "ip",
-            "netns",
-            "exec",
-            netns,
-            "unshare",
-            "--mount",
-            "--propagation",
-            "private",
-            "sh",
-            "-c",
-            script,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = _run_in_netns_with_private_mounts(netns, script)
     assert "during: nameserver 127.0.0.1" in result.stdout, result.stdout + result.stderr
     assert "after crash: nameserver 127.0.0.1" in result.stdout
     assert "after exit: nameserver 192.0.2.53" in result.stdout, result.stdout + result.stderr
     assert fake.read_text() == "nameserver 192.0.2.53\n"
+
+
+def test_resolved_mode_routes_the_alias_domain_to_the_agent_and_reverts_on_exit(
+    netns: str, alias: str, stack_env: StackEnv, tmp_path: Path
+) -> None:
+    """Mode resolved, against a real systemd-resolved in the test's own network and mount
+    namespace: the agent's link gets its DNS server and the routing domain, a lookup through
+    resolved's stub (dig) and through its API (resolvectl query) reaches the agent, and the
+    link is reverted when the agent exits. The controller's port is carried into the
+    namespace."""
+    ensure_resolved_user()
+    values = stack_env.values
+    controller_port = urllib.parse.urlsplit(values["BOUNDARY_ADDR"]).port
+    assert controller_port is not None
+    prelude = private_resolved_script(Path(values["STACK_BIN"]), tmp_path / "resolved")
+    config = tmp_path / "agent.hcl"
+    config.write_text(
+        textwrap.dedent(f"""\
+        dns_listen_addresses = ["10.53.0.1:53"]
+        interface_to_use = "bkr0"
+        v4_prefix = "100.127.0.0/16"
+        resolver_mode = "resolved"
+        resolver_domains = ["{SUFFIX}"]
+        alias_refresh_interval = "2s"
+        state_file = "{tmp_path}/run/state.json"
+    """)
+    )
+    agent = " ".join(AGENT_CLI)
+    login = (
+        f"BOUNDARY_PASSWORD={values['BOUNDARY_PASSWORD']} {agent} login"
+        f" -addr {values['BOUNDARY_ADDR']} -auth-method-id {values['BOUNDARY_AUTH_METHOD_ID']}"
+        f" -login-name {values['BOUNDARY_LOGIN_NAME']}"
+    )
+    script = prelude + textwrap.dedent(f"""\
+        set -e
+        ip link add bkr0 type veth peer name bkr1
+        ip link set bkr1 up && ip link set bkr0 up && ip addr add 10.53.0.1/24 dev bkr0
+        {agent} run -config {config} > {tmp_path}/agent.log 2>&1 & pid=$!
+        for i in $(seq 100); do test -f {tmp_path}/run/state.json && break; sleep 0.1; done
+        {login} > /dev/null
+        echo "link: $(resolvectl dns bkr0) $(resolvectl domain bkr0)"
+        for i in $(seq 50); do resolvectl query {alias} > /dev/null 2>&1 && break; sleep 0.2; done
+        echo "query: $(resolvectl query --legend=no {alias} 2>&1)"
+        echo "stub: $(dig +short @127.0.0.53 {alias})"
+        echo "outside the domain: $(resolvectl query --legend=no {DEV_SEED_ALIAS} 2>&1)"
+        kill -TERM $pid; wait $pid || true
+        echo "after exit: $(resolvectl dns bkr0) $(resolvectl domain bkr0)"
+    """)
+    with host_port_in_netns(netns, controller_port, tmp_path):
+        result = _run_in_netns_with_private_mounts(netns, script)
+    output = result.stdout + result.stderr + (tmp_path / "agent.log").read_text()
+    assert f"link: Link 3 (bkr0): 10.53.0.1 Link 3 (bkr0): ~{SUFFIX}" in result.stdout, output
+    assert f"query: {alias}: 100.127." in result.stdout, output
+    assert "-- link: bkr0" in result.stdout, output
+    assert "stub: 100.127." in result.stdout, output
+    # An alias of the user, but outside resolver_domains: resolved does not ask the agent (and,
+    # with no other DNS server in the namespace, finds no answer).
+    assert f"outside the domain: {DEV_SEED_ALIAS}: resolve call failed" in result.stdout, output
+    assert "after exit: Link 3 (bkr0): Link 3 (bkr0):" in result.stdout, output
