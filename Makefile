@@ -7,7 +7,7 @@ export STACK_BIN ?= $(CURDIR)/.stack/bin
 STACK_ENV ?= $(CURDIR)/.stack/env
 RUN := uv run --frozen --quiet
 
-.PHONY: help tools apt-packages python-env go-tools stack demo test lint typecheck unit e2e chaos \
+.PHONY: help tools apt-packages python-env go-tools wine-shim stack demo test lint typecheck unit e2e chaos \
 	test-chaos
 
 help:
@@ -27,7 +27,10 @@ python-env:
 go-tools:
 	@bash tools/build-go-tools.sh
 
-tools: apt-packages python-env go-tools
+wine-shim: apt-packages
+	@bash tools/build-wine-shim.sh
+
+tools: apt-packages python-env go-tools wine-shim
 	@$(RUN) python -m boundary_devstack versions --bin-dir "$(STACK_BIN)"
 
 ## Running ----------------------------------------------------------------------------------

@@ -39,7 +39,7 @@ build() {
   local name=$1 wrapper=$here/go/$2 ldflags=$3
   shift 3
   local key
-  key=$(cat "$wrapper/go.mod" "$wrapper/go.sum" <(echo "$ldflags $*" "$(go env GOVERSION)") |
+  key=$(cat "$wrapper/go.mod" "$wrapper/go.sum" <(echo "$ldflags $*" "$(go env GOVERSION)" ${GOOS:+"GOOS=$GOOS"}) |
     sha256sum | cut -c1-16)
   local out=$cache/bin/$name-$key
   if [[ ! -f $out/.complete ]]; then
@@ -65,6 +65,11 @@ build() {
 build boundary boundary \
   "-s -w -X github.com/hashicorp/boundary/version.Version=$BOUNDARY_VERSION" \
   github.com/hashicorp/boundary/cmd/boundary
+# The same Boundary CLI for Windows: its client-agent commands exist only in the macOS and
+# Windows builds, so the agent's compatibility test runs this one under Wine.
+GOOS=windows build boundary-windows boundary \
+  "-s -w -X github.com/hashicorp/boundary/version.Version=$BOUNDARY_VERSION" \
+  boundary.exe=github.com/hashicorp/boundary/cmd/boundary
 build kube kube "$(kube_ldflags)" \
   k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
   k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl

@@ -14,6 +14,8 @@ packages=(
   systemd        # libsystemd-shared, which the unpacked systemd-resolved below links against
   dbus-daemon    # a private system bus for that systemd-resolved
   socat          # carries the controller's port into a test's network namespace
+  wine64         # runs the official boundary CLI's Windows build (its client-agent commands)
+  gcc-mingw-w64-x86-64-win32  # builds the one DLL that Wine 8.0 lacks (tools/wine)
 )
 missing=()
 for package in "${packages[@]}"; do
