@@ -11,10 +11,12 @@ import ipaddress
 import json
 import os
 import pwd
+import re
 import subprocess
 import sys
 import textwrap
 import urllib.parse
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,6 +37,7 @@ from boundary_devstack.resolved import (
     private_resolved_script,
 )
 from boundary_devstack.stack import StackEnv, wait_for
+from boundary_devstack.wine import WindowsBoundaryCli, default_prefix
 
 DNS_HOST, UPSTREAM_HOST = "127.0.0.53", "127.0.0.54"
 PREFIX = "127.77.0.0/16"
@@ -293,6 +296,48 @@ def test_pause_defers_to_upstream_and_resume_brings_the_alias_back(
     assert "paused" in agent.cli("status").stdout
     agent.cli("resume")
     assert dig(agent.dns_port, alias).startswith("127.77.")
+
+
+def test_the_official_cli_prints_our_status_and_sessions(
+    agent: LocalAgent, alias: str, backend: tuple[int, str], stack_env: StackEnv
+) -> None:
+    """The real `boundary client-agent status` and `sessions` against our control API. Linux
+    builds of boundary have no client-agent command, so this is its Windows build under Wine."""
+    port, _ = backend
+    assert wait_for(lambda: dig(agent.dns_port, alias).startswith("127.77."), timeout=20)
+    address = dig(agent.dns_port, alias)
+    subprocess.run(  # one small request, so that the agent holds a session
+        [
+            *("curl", "-sSf", "-o", "/dev/null"),
+            *("--resolve", f"{alias}:{port}:{address}", f"http://{alias}:{port}/"),
+        ],
+        check=True,
+        timeout=60,
+    )
+    ours = {
+        path: json.loads(
+            urllib.request.urlopen(
+                f"http://127.0.0.1:{agent.control_port}/v1/{path}", timeout=10
+            ).read()
+        )
+        for path in ("status", "sessions")
+    }
+    items = ours["sessions"]["items"]
+    session_ids = [item["session_authorization"]["session_id"] for item in items]
+    assert session_ids
+    official = WindowsBoundaryCli(Path(stack_env.values["STACK_BIN"]), default_prefix())
+
+    status = official.run("client-agent", "status", env=agent.env)
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert re.search(r"Status:\s+running", status.stdout), status.stdout
+    assert re.search(rf"Auth Token Id:\s+{ours['status']['auth_token_id']}", status.stdout)
+    assert re.search(rf"Address:\s+{re.escape(ours['status']['boundary_addr'])}", status.stdout)
+
+    sessions = official.run("client-agent", "sessions", env=agent.env)
+    assert sessions.returncode == 0, sessions.stdout + sessions.stderr
+    assert re.search(rf"Alias:\s+{re.escape(alias)}", sessions.stdout), sessions.stdout
+    for session_id in session_ids:
+        assert re.search(rf"Session ID:\s+{session_id}", sessions.stdout), sessions.stdout
 
 
 @pytest.fixture(scope="module")
