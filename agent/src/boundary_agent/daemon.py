@@ -319,6 +319,31 @@ class Agent:
                 )
             return session
 
+    async def _open_channel(
+        self, user: User, alias: str, address: str, port: int
+    ) -> tuple[ActiveSession, protocol.SessionChannel]:
+        """A channel through one of the session's workers, tried in the controller's order.
+        When none answers, the session is forgotten and one new session is tried the same way
+        (the controller may pick a live worker). The client has sent nothing upstream yet, so
+        retrying is invisible to it."""
+        unreachable = protocol.WorkerUnreachable(f"no worker answered for {alias}")
+        for _ in range(2):
+            session = await self._authorize(user, alias, address, port)
+            data = session.authorization.data
+            for index in range(max(len(data.worker_addresses), 1)):
+                try:
+                    channel = await protocol.open_channel(
+                        data, session.tofu_token, worker_index=index
+                    )
+                except protocol.WorkerUnreachable as exc:
+                    log.info("session %s for %s: %s", session.authorization.session_id, alias, exc)
+                    unreachable = exc
+                    continue
+                return session, channel
+            if self.sessions.get((user.uid, alias)) is session:
+                del self.sessions[(user.uid, alias)]
+        raise unreachable
+
     async def _serve(
         self, alias: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
@@ -330,16 +355,7 @@ class Agent:
             if self.paused or user is None or alias not in user.aliases:
                 log.info("refused a connection to %s from uid %s", alias, uid)
                 return
-            session = await self._authorize(user, alias, local[0], local[1])
-            try:
-                channel = await protocol.open_channel(
-                    session.authorization.data, session.tofu_token
-                )
-            except protocol.WorkerUnreachable:
-                # Its worker is gone: the next connection gets a new session, not this one again.
-                if self.sessions.get((user.uid, alias)) is session:
-                    del self.sessions[(user.uid, alias)]
-                raise
+            session, channel = await self._open_channel(user, alias, local[0], local[1])
             session.connections_used += 1
             session.connections_left = channel.result.connections_left
             await protocol.pump(channel, reader, writer)
