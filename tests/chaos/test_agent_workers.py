@@ -200,6 +200,9 @@ def test_worker_dies_mid_transfer(
             time.sleep(0.5)
         figures["alias_back_through_dev_worker_s"] = round(time.monotonic() - widened, 1)
         figures["failed_connections_until_back"] = attempts
+        # The session's dead worker is skipped for a live one (or a fresh session) within the
+        # same connection: the client never sees the switch.
+        assert attempts == 0, figures
         figures["agent_rss_kib"] = proc_status_kib(agent_pid(agent))
         figures["agent_errors"] = control(agent, "status")["errors"][:5]
 
