@@ -3,6 +3,8 @@ SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 
 export BK_CACHE ?= $(HOME)/.cache/boundary-k8s
+# The pinned uv that tools/install-python.sh installs.
+export PATH := $(BK_CACHE)/uv/bin:$(PATH)
 export STACK_BIN ?= $(CURDIR)/.stack/bin
 STACK_ENV ?= $(CURDIR)/.stack/env
 RUN := uv run --frozen --quiet

@@ -2,6 +2,7 @@
 # Installs the Debian packages the tests and the demo use, only when one is missing.
 set -euo pipefail
 packages=(
+  python3-pip    # fetches the pinned uv from PyPI
   postgresql     # PostgreSQL server for `boundary dev -database-url`, and psql
   dnsutils       # dig
   iproute2       # ip netns, veth, addresses for the pod runner and DNS tests
