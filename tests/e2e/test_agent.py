@@ -10,7 +10,6 @@ import hashlib
 import ipaddress
 import json
 import os
-import pwd
 import re
 import subprocess
 import sys
@@ -30,7 +29,7 @@ from boundary_api import BoundaryClient
 from boundary_devstack.agent_process import AGENT_CLI, LocalAgent, local_agent
 from boundary_devstack.dnsmasq import dnsmasq_process
 from boundary_devstack.net import free_port
-from boundary_devstack.process import ManagedProcess
+from boundary_devstack.process import ManagedProcess, ensure_system_user
 from boundary_devstack.resolved import (
     ensure_resolved_user,
     host_port_in_netns,
@@ -344,10 +343,7 @@ def test_the_official_cli_prints_our_status_and_sessions(
 def other_user() -> str:
     if os.geteuid() != 0:
         pytest.skip("creating an OS user needs root")
-    try:
-        pwd.getpwnam(OTHER_USER)
-    except KeyError:
-        subprocess.run(["useradd", "--system", "--no-create-home", OTHER_USER], check=True)
+    ensure_system_user(OTHER_USER)
     return OTHER_USER
 
 

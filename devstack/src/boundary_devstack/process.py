@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pwd
 import signal
 import subprocess
 import time
@@ -25,6 +26,14 @@ class ComponentError(RuntimeError):
         if log_tail:
             message += f"\n--- last lines of the {component} log ---\n{log_tail}"
         super().__init__(message)
+
+
+def ensure_system_user(name: str) -> None:
+    """A system user of that name (no home), created when missing; needs root."""
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--no-create-home", name], check=True)
 
 
 def tail(path: Path, lines: int = 30) -> str:

@@ -7,13 +7,12 @@ linked into the stack's bin folder."""
 
 from __future__ import annotations
 
-import pwd
 import subprocess
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-from boundary_devstack.process import ManagedProcess
+from boundary_devstack.process import ManagedProcess, ensure_system_user
 
 RESOLVED_USER = "systemd-resolve"
 """resolved started as root drops its privileges to this user."""
@@ -42,10 +41,7 @@ _BUS_CONFIG = """\
 
 
 def ensure_resolved_user() -> None:
-    try:
-        pwd.getpwnam(RESOLVED_USER)
-    except KeyError:
-        subprocess.run(["useradd", "--system", "--no-create-home", RESOLVED_USER], check=True)
+    ensure_system_user(RESOLVED_USER)
 
 
 def private_resolved_script(bin_dir: Path, work: Path) -> str:
