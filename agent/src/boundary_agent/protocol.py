@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import logging
 import os
 import secrets
 import ssl
@@ -28,11 +29,15 @@ from cryptography.x509 import load_der_x509_certificate
 from boundary_api import SessionAuthorizationData
 from boundary_api.authdata import decode_timestamp, encode_varint, int32, iter_fields
 
+log = logging.getLogger("boundary_agent.protocol")
 SUBPROTOCOL = "boundary-tcp-proxy-v1"
 MAX_MESSAGE = 32 * 1024
 COMMAND_NORMAL, COMMAND_CANCEL = 0, 1
 # Close codes the worker uses.
 CLOSE_TOFU_REFUSED, CLOSE_LIMIT_REACHED, CLOSE_SETUP_ERROR = 1008, 1011, 3000
+CLOSE_PROTOCOL_ERROR = 1002
+HANDSHAKE_ATTEMPTS = 3
+"""Tries per channel when the worker misreads our ClientHandshake (see HandshakeMisread)."""
 
 
 class SessionProtocolError(Exception):
@@ -41,6 +46,17 @@ class SessionProtocolError(Exception):
 
 class WorkerUnreachable(SessionProtocolError):
     """No connection to the session's worker: it is gone, or refused the session outright."""
+
+
+class HandshakeMisread(SessionProtocolError):
+    """The worker closed with a websocket protocol error (1002) while reading our
+    ClientHandshake, so it never acted on it: no TOFU check, no connection counted.
+
+    Boundary v0.21.1 workers do this now and then ("received header with unexpected rsv bits
+    set: false:false:true"): they lose the first byte of a frame that arrives while they are
+    still taking the connection over from their HTTP server, and the frame's second byte
+    (mask bit and length) then reads as a header with RSV3 set. `boundary connect` meets it
+    too. Trying again on the same session is safe."""
 
 
 def new_tofu_token() -> str:
@@ -125,6 +141,29 @@ async def open_channel(
     worker_index: int = 0,
     timeout: float = 15.0,
 ) -> SessionChannel:
+    """A websocket to the worker, handshaken for this session: up to HANDSHAKE_ATTEMPTS
+    connections when the worker misreads the handshake (HandshakeMisread), one otherwise."""
+    attempt = 1
+    while True:
+        try:
+            return await _open_channel_once(
+                data, tofu_token, command=command, worker_index=worker_index, timeout=timeout
+            )
+        except HandshakeMisread as exc:
+            if attempt == HANDSHAKE_ATTEMPTS:
+                raise
+            log.info("worker misread the handshake (attempt %d), trying again: %s", attempt, exc)
+            attempt += 1
+
+
+async def _open_channel_once(
+    data: SessionAuthorizationData,
+    tofu_token: str,
+    *,
+    command: int,
+    worker_index: int,
+    timeout: float,
+) -> SessionChannel:
     if not data.worker_addresses:
         raise SessionProtocolError("the session offers no worker address")
     address = data.worker_addresses[worker_index]
@@ -163,6 +202,8 @@ async def open_channel(
         await websocket.close()
         raise SessionProtocolError(f"worker {address} sent no handshake result in time") from None
     except websockets.ConnectionClosed as exc:
+        if exc.rcvd and exc.rcvd.code == CLOSE_PROTOCOL_ERROR:
+            raise HandshakeMisread(f"closed during handshake: {exc}") from exc
         reason = {
             CLOSE_TOFU_REFUSED: "the session is in use by another client (TOFU token refused)",
             CLOSE_LIMIT_REACHED: "the session's connection limit is reached",
