@@ -121,6 +121,8 @@ def test_concurrent_connections_share_one_session_and_stay_intact(
         # Every retry is one the agent saw fail at the worker: none was dropped unnoticed (as
         # asyncio's default listen backlog of 100 did, by the hundred, under this burst).
         assert figures["retried_attempts"] <= figures["connection_failures_logged"], figures
+        # The agent absorbs both worker races itself (HANDSHAKE_FLAKE): no client retried.
+        assert figures["retried_attempts"] == 0, figures
         assert "Traceback" not in log, log[log.find("Traceback") :][:2000]
         assert figures["sessions_authorized_controller"] == 1, figures
         assert len(sessions) == 1

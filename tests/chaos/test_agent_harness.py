@@ -371,13 +371,13 @@ def aliased_target(
 
 
 HANDSHAKE_FLAKE = (
-    "Boundary v0.21.1 workers now and then fail a proxied connection's handshake: they misread "
-    "its first websocket frame (`received header with unexpected rsv bits set: "
-    "false:false:true`; the official Go `boundary connect` hits it too, and then ends its whole "
-    "session), and when several connections open a brand-new session at once the losers of its "
-    "activation race are closed with code 1011 (`session is not in a pending state`, which the "
-    "agent reports as `connection limit is reached`). The agent closes just that client "
-    "connection, before any byte: a clean failure the client may retry."
+    "Boundary v0.21.1 workers now and then misread a proxied connection's first websocket frame "
+    "(`received header with unexpected rsv bits set: false:false:true`; the official Go "
+    "`boundary connect` hits it too), and when several connections open a brand-new session "
+    "at once the losers of its activation race are closed with code 1011 (`session is not in a "
+    "pending state`). The agent retries the first (protocol.HandshakeMisread) and lets a "
+    "session's first handshake go alone (daemon._handshake), so clients should never need to "
+    "retry; they still may, so that a regression shows as a count here rather than a crash."
 )
 
 

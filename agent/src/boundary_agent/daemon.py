@@ -68,6 +68,9 @@ class ActiveSession:
     local_port: int
     connections_used: int = 0
     connections_left: int = -1
+    activated: bool = False
+    """A worker has accepted a handshake: the session is active with our TOFU token."""
+    activation: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
 
     @property
     def expired(self) -> bool:
@@ -332,9 +335,7 @@ class Agent:
             data = session.authorization.data
             for index in range(max(len(data.worker_addresses), 1)):
                 try:
-                    channel = await protocol.open_channel(
-                        data, session.tofu_token, worker_index=index
-                    )
+                    channel = await self._handshake(session, index)
                 except protocol.WorkerUnreachable as exc:
                     log.info("session %s for %s: %s", session.authorization.session_id, alias, exc)
                     unreachable = exc
@@ -343,6 +344,20 @@ class Agent:
             if self.sessions.get((user.uid, alias)) is session:
                 del self.sessions[(user.uid, alias)]
         raise unreachable
+
+    @staticmethod
+    async def _handshake(session: ActiveSession, worker_index: int) -> protocol.SessionChannel:
+        """The first handshake of a session activates it at the worker; connections racing it
+        lose with "session is not in a pending state" (1011). So until one handshake has
+        succeeded, handshakes of the session go one at a time; after that, all at once."""
+        data, token = session.authorization.data, session.tofu_token
+        if not session.activated:
+            async with session.activation:
+                if not session.activated:
+                    channel = await protocol.open_channel(data, token, worker_index=worker_index)
+                    session.activated = True
+                    return channel
+        return await protocol.open_channel(data, token, worker_index=worker_index)
 
     async def _serve(
         self, alias: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
