@@ -94,16 +94,16 @@ def test_handshake_result_with_unlimited_connections() -> None:
 
 
 @pytest.mark.parametrize(
-    ("bound", "server"),
+    ("host", "port", "server"),
     [
-        ("100.64.0.1:53", "100.64.0.1"),
-        ("100.64.0.1:5353", "100.64.0.1:5353"),
-        ("fd00:1::1:53", "fd00:1::1"),
-        ("fd00:1::1:5353", "[fd00:1::1]:5353"),
+        ("100.64.0.1", 53, "100.64.0.1"),
+        ("100.64.0.1", 5353, "100.64.0.1:5353"),
+        ("fd00:1::1", 53, "fd00:1::1"),
+        ("fd00:1::1", 5353, "[fd00:1::1]:5353"),
     ],
 )
-def test_resolvectl_server_keeps_the_port(bound: str, server: str) -> None:
-    assert resolvectl_server(bound) == server
+def test_resolvectl_server_keeps_the_port(host: str, port: int, server: str) -> None:
+    assert resolvectl_server(host, port) == server
 
 
 def test_proc_net_endpoints() -> None:

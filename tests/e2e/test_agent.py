@@ -15,7 +15,6 @@ import subprocess
 import sys
 import textwrap
 import urllib.parse
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,7 +27,7 @@ import pytest
 from boundary_api import BoundaryClient
 from boundary_devstack.agent_process import AGENT_CLI, LocalAgent, local_agent
 from boundary_devstack.dnsmasq import dnsmasq_process
-from boundary_devstack.net import free_port
+from boundary_devstack.net import free_port, http_json
 from boundary_devstack.process import ManagedProcess, ensure_system_user
 from boundary_devstack.resolved import (
     ensure_resolved_user,
@@ -314,11 +313,7 @@ def test_the_official_cli_prints_our_status_and_sessions(
         timeout=60,
     )
     ours = {
-        path: json.loads(
-            urllib.request.urlopen(
-                f"http://127.0.0.1:{agent.control_port}/v1/{path}", timeout=10
-            ).read()
-        )
+        path: http_json(f"http://127.0.0.1:{agent.control_port}/v1/{path}", timeout=10)
         for path in ("status", "sessions")
     }
     items = ours["sessions"]["items"]

@@ -15,7 +15,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from boundary_agent.config import ConfigError, load_config
+from boundary_agent.config import ConfigError, join_host_port, load_config
 from boundary_agent.daemon import Agent
 from boundary_agent.dns import DNSListenError
 from boundary_agent.resolver import ResolverIntegration
@@ -60,7 +60,9 @@ async def _run(config_path: Path | None) -> int:
     try:
         integration.install(bound)
         logging.getLogger("boundary_agent").info(
-            "DNS on %s; control API on port %s", ", ".join(bound), config.control_listen_port
+            "DNS on %s; control API on port %s",
+            ", ".join(join_host_port(*b) for b in bound),
+            config.control_listen_port,
         )
         token = os.environ.get("BOUNDARY_TOKEN")
         if token and config.boundary_addr:

@@ -42,6 +42,11 @@ def _duration(value: object) -> object:
     return value
 
 
+def join_host_port(host: str, port: int) -> str:
+    """host:port, with an IPv6 host in brackets."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def _host_port(value: str, default_port: int) -> tuple[str, int]:
     text = value.strip()
     if text.startswith("["):

@@ -25,7 +25,7 @@ from pathlib import Path
 from aiohttp import web
 
 from boundary_agent import protocol
-from boundary_agent.config import AgentConfig, needs_no_address
+from boundary_agent.config import AgentConfig, join_host_port, needs_no_address
 from boundary_agent.dns import DNSServer, LocalAddresses, Resolver, system_upstreams
 from boundary_agent.peers import peer_uid
 from boundary_api import (
@@ -270,19 +270,15 @@ class Agent:
                 backlog=socket.SOMAXCONN,  # asyncio's 100 overflows under a burst of connections
             )
             self.listeners[(address, port)] = server
-            log.info("alias %s -> %s", alias.value, _host_port(address, port))
+            log.info("alias %s -> %s", alias.value, join_host_port(address, port))
 
     def _ensure_address(self, address: str) -> None:
         if needs_no_address(address) or address in self._added_addresses:
             return
-        # nodad: an IPv6 address is usable at once, not after duplicate address detection.
-        subprocess.run(
-            ["ip", "addr", "add", _host_prefix(address), "dev", self._device, "nodad"]
-            if ":" in address
-            else ["ip", "addr", "add", _host_prefix(address), "dev", self._device],
-            check=False,
-            capture_output=True,
-        )
+        argv = ["ip", "addr", "add", _host_prefix(address), "dev", self._device]
+        if ":" in address:
+            argv.append("nodad")  # usable at once, not after duplicate address detection
+        subprocess.run(argv, check=False, capture_output=True)
         self._added_addresses.append(address)
 
     @property
@@ -411,7 +407,7 @@ class Agent:
                 {
                     "alias": session.alias,
                     "target_id": auth.target_id,
-                    "local_address": _host_port(session.local_address, session.local_port),
+                    "local_address": join_host_port(session.local_address, session.local_port),
                     "expiration": auth.expiration.isoformat() if auth.expiration else None,
                     "connections_used": session.connections_used,
                     "connections_left": session.connections_left,
@@ -497,7 +493,7 @@ class Agent:
             json.dump(state, handle)
         tmp.replace(path)
 
-    async def start(self) -> list[str]:
+    async def start(self) -> list[tuple[str, int]]:
         bound = await self.dns.start()
         try:
             await self.start_control()
@@ -537,10 +533,6 @@ class Agent:
 
 def _host_prefix(address: str) -> str:
     return f"{address}/128" if ":" in address else f"{address}/32"
-
-
-def _host_port(address: str, port: int) -> str:
-    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
 
 
 def _notify(message: str) -> None:

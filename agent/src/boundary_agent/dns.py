@@ -23,6 +23,8 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 
+from boundary_agent.config import join_host_port
+
 log = logging.getLogger("boundary_agent.dns")
 ALIAS_TTL = 5
 """Short, so pausing the agent takes effect quickly in clients' caches."""
@@ -237,9 +239,9 @@ class DNSServer:
     _udp: list[asyncio.DatagramTransport] = field(default_factory=list)
     _tcp: list[asyncio.Server] = field(default_factory=list)
 
-    async def start(self) -> list[str]:
-        """Bind every address; returns what it listens on. An address whose IP family the
-        machine lacks is skipped; one already in use is an error naming it."""
+    async def start(self) -> list[tuple[str, int]]:
+        """Bind every address; returns the (host, port) pairs it listens on. An address whose
+        IP family the machine lacks is skipped; one already in use is an error naming it."""
         loop = asyncio.get_running_loop()
         bound = []
         for host, port in self.addresses:
@@ -265,16 +267,17 @@ class DNSServer:
                     exc.errno in (errno.EAFNOSUPPORT, errno.EADDRNOTAVAIL)
                     and family == socket.AF_INET6
                 ):
-                    log.warning("no IPv6 here: not listening on [%s]:%d", host, port)
+                    log.warning("no IPv6 here: not listening on %s", join_host_port(host, port))
                     continue
                 await self.stop()
                 holder = _who_listens(port, udp=True) or _who_listens(port, udp=False)
                 detail = f" (held by {holder})" if holder else ""
                 raise DNSListenError(
-                    f"failed to listen for DNS on either IPv4 or IPv6: {host}:{port}: "
+                    "failed to listen for DNS on either IPv4 or IPv6: "
+                    f"{join_host_port(host, port)}: "
                     f"{exc.strerror}{detail}"
                 ) from exc
-            bound.append(f"{host}:{port}")
+            bound.append((host, port))
         if not bound:
             raise DNSListenError(
                 "failed to listen for DNS on either IPv4 or IPv6: no address could be bound"

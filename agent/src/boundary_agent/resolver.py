@@ -9,7 +9,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from boundary_agent.config import AgentConfig
+from boundary_agent.config import AgentConfig, join_host_port
 
 log = logging.getLogger("boundary_agent.resolver")
 RESOLV_CONF = Path("/etc/resolv.conf")
@@ -24,23 +24,23 @@ class ResolverIntegration:
     def backup(self) -> Path:
         return Path(self.config.state_file).with_name("resolv.conf.before-boundary-agent")
 
-    def install(self, bound: list[str]) -> None:
+    def install(self, bound: list[tuple[str, int]]) -> None:
+        """Point the system at the DNS addresses the agent listens on, (host, port) pairs."""
         mode = self.config.resolver_mode
         if mode == "resolv.conf":
             self._restore_stale_backup()
             self.backup.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(self.resolv_conf, self.backup)
-            servers = [b.rsplit(":", 1)[0].strip("[]") for b in bound]
             servers = [
-                "127.0.0.1" if s == "0.0.0.0" else "::1" if s == "::" else s  # noqa: S104
-                for s in servers
+                "127.0.0.1" if host == "0.0.0.0" else "::1" if host == "::" else host  # noqa: S104
+                for host, _ in bound
             ]
             text = "# Written by boundary-agent; the original is restored on exit.\n"
             text += "".join(f"nameserver {s}\n" for s in dict.fromkeys(servers))
             self.resolv_conf.write_text(text)
         elif mode == "resolved":
             link = self.config.interface_to_use
-            server = resolvectl_server(bound[0])
+            server = resolvectl_server(*bound[0])
             domains = [f"~{d}" for d in self.config.resolver_domains] or ["~."]
             for argv in (
                 ["resolvectl", "dns", link, server],
@@ -65,11 +65,7 @@ class ResolverIntegration:
             subprocess.run(["resolvectl", "revert", link], check=False, capture_output=True)
 
 
-def resolvectl_server(bound: str) -> str:
-    """A bound DNS address ("host:port", IPv6 hosts unbracketed) as resolvectl takes it: the
-    bare address on port 53, else ADDRESS:PORT or [ADDRESS]:PORT (systemd 246 and later)."""
-    host, port = bound.rsplit(":", 1)
-    host = host.strip("[]")
-    if port == "53":
-        return host
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+def resolvectl_server(host: str, port: int) -> str:
+    """A DNS address as resolvectl takes it: the bare address on port 53, else ADDRESS:PORT or
+    [ADDRESS]:PORT (systemd 246 and later)."""
+    return host if port == 53 else join_host_port(host, port)

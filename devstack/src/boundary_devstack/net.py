@@ -7,6 +7,7 @@ import socket
 import ssl
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -56,6 +57,14 @@ def http_ok(
         return bool(200 <= response.status < 300)
 
 
-def http_json(url: str, timeout: float = 2.0) -> object:
-    with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - loopback
+def http_json(url: str, body: object = None, token: str = "", timeout: float = 2.0) -> Any:
+    """GET url (POST body, when given, as JSON) on loopback, with an optional bearer token;
+    the decoded JSON answer."""
+    request = urllib.request.Request(  # noqa: S310 - loopback
+        url,
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={"Content-Type": "application/json"}
+        | ({"Authorization": f"Bearer {token}"} if token else {}),
+    )
+    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - loopback
         return json.loads(response.read())

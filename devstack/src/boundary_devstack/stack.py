@@ -15,14 +15,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from boundary_devstack.net import free_port, http_ok
+from boundary_devstack.net import free_port, http_json, http_ok
 from boundary_devstack.pki import ControlPlanePKI, create_control_plane_pki
 from boundary_devstack.process import ComponentError, ManagedProcess
 
@@ -560,30 +558,19 @@ def _fake_node_manifest() -> dict[str, object]:
 
 
 def _boundary_ready(api_addr: str) -> bool:
-    """The admin can log in and the dev worker has reported in: a session authorized before
-    that finds no worker, which made the first proxied connection of a fresh stack fail."""
-    login = _boundary_json(
+    """The admin can log in and the dev worker has reported in (a session authorized before
+    that would find no worker)."""
+    login = http_json(
         f"{api_addr}/v1/auth-methods/{DEV_AUTH_METHOD_ID}:authenticate",
         {
             "command": "login",
             "attributes": {"login_name": DEV_LOGIN_NAME, "password": DEV_PASSWORD},
         },
+        timeout=5,
     )
     token = login["attributes"]["token"]
-    workers = _boundary_json(f"{api_addr}/v1/workers?scope_id=global", token=token)
+    workers = http_json(f"{api_addr}/v1/workers?scope_id=global", token=token, timeout=5)
     return any(worker.get("last_status_time") for worker in workers.get("items") or [])
-
-
-def _boundary_json(url: str, body: dict[str, Any] | None = None, token: str = "") -> Any:
-    request = urllib.request.Request(  # noqa: S310 - loopback http
-        url,
-        data=json.dumps(body).encode() if body is not None else None,
-        headers={"Content-Type": "application/json"}
-        | ({"Authorization": f"Bearer {token}"} if token else {}),
-        method="POST" if body is not None else "GET",
-    )
-    with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
-        return json.load(response)
 
 
 @contextmanager

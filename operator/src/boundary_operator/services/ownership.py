@@ -45,6 +45,12 @@ class Owner:
         except KeyError:
             return None
 
+    @classmethod
+    def of_cluster(cls, description: str, cluster: str) -> Owner | None:
+        """The owner in a description when it is one of this cluster's; None otherwise."""
+        owner = cls.parse(description)
+        return owner if owner and owner.cluster == cluster else None
+
 
 class Described(Protocol):
     @property
@@ -78,8 +84,8 @@ class OwnedIndex(MutableMapping[str, T]):
         self._items[object_id] = item
         if self._value_of is not None:
             self._by_value[self._value_of(item)] = object_id
-        owner = Owner.parse(item.description)
-        if owner is not None and owner.cluster == self.cluster:
+        owner = Owner.of_cluster(item.description, self.cluster)
+        if owner is not None:
             self._owners[object_id] = owner
             self._by_uid.setdefault(owner.uid, {})[object_id] = item
 

@@ -75,8 +75,7 @@ class ServiceSync:
         self._target_token, self._alias_token = targets.list_token, aliases.list_token
 
     def _ours(self, description: str) -> Owner | None:
-        owner = Owner.parse(description)
-        return owner if owner and owner.cluster == self.cluster else None
+        return Owner.of_cluster(description, self.cluster)
 
     def owned_targets(self, uid: str | None = None) -> dict[str, tuple[Owner, Target]]:
         return self._targets.owned(uid)
