@@ -17,6 +17,10 @@ packages=(
   socat          # carries the controller's port into a test's network namespace
   wine64         # runs the official boundary CLI's Windows build (its client-agent commands)
   gcc-mingw-w64-x86-64-win32  # builds the one DLL that Wine 8.0 lacks (tools/wine)
+  docker.io      # the project's own dockerd (tools/container-engine.sh): images and kind
+  mmdebstrap     # Debian base images, where no image registry is reachable
+  libseccomp-dev # runc for the kind node image links libseccomp
+  gettext-base   # envsubst, for tools/e2e-kind.sh
 )
 missing=()
 for package in "${packages[@]}"; do
