@@ -33,13 +33,15 @@ kube_ldflags() {
 }
 
 # build NAME WRAPPER LDFLAGS PACKAGE... : builds the packages of one wrapper module into one
-# cache folder (one `go build` so shared packages compile once) and links them into $stack_bin.
-# A single PACKAGE may be written BINARY=PACKAGE to name the binary.
+# cache folder (one `go build` so shared packages compile once) and links them into $LINK_DIR
+# ($stack_bin unless set). A single PACKAGE may be written BINARY=PACKAGE to name the binary.
+# GOOS, CGO_ENABLED and BUILD_TAGS may be set for one build; they are part of its cache key.
 build() {
-  local name=$1 wrapper=$here/go/$2 ldflags=$3
+  local name=$1 wrapper=$here/go/$2 ldflags=$3 link_dir=${LINK_DIR:-$stack_bin}
   shift 3
   local key
-  key=$(cat "$wrapper/go.mod" "$wrapper/go.sum" <(echo "$ldflags $*" "$(go env GOVERSION)" ${GOOS:+"GOOS=$GOOS"}) |
+  key=$(cat "$wrapper/go.mod" "$wrapper/go.sum" <(echo "$ldflags $*" "$(go env GOVERSION)" \
+    ${GOOS:+"GOOS=$GOOS"} "CGO_ENABLED=$CGO_ENABLED" ${BUILD_TAGS:+"tags=$BUILD_TAGS"}) |
     sha256sum | cut -c1-16)
   local out=$cache/bin/$name-$key
   if [[ ! -f $out/.complete ]]; then
@@ -51,14 +53,14 @@ build() {
       target=$out/${1%%=*}
       set -- "${1#*=}"
     fi
-    (cd "$wrapper" && go build -trimpath -ldflags "$ldflags" -o "$target" "$@")
+    (cd "$wrapper" && go build -trimpath ${BUILD_TAGS:+-tags "$BUILD_TAGS"} -ldflags "$ldflags" -o "$target" "$@")
     touch "$out/.complete"
     echo "built $name in $((SECONDS - start)) s" >&2
   fi
-  mkdir -p "$stack_bin"
+  mkdir -p "$link_dir"
   local bin
   for bin in "$out"/*; do
-    ln -sfn "$bin" "$stack_bin/$(basename "$bin")"
+    ln -sfn "$bin" "$link_dir/$(basename "$bin")"
   done
 }
 
@@ -82,3 +84,40 @@ build helm helm \
 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=34 \
 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=34" \
   helm.sh/helm/v3/cmd/helm
+
+# ---------------------------------------------------------------------------------------------
+# kind, and what its node image holds (tools/kind/build-node-image.sh puts them together). The
+# versions are kind v0.30.0's: its base image's containerd, runc and CNI plugins, and for
+# Kubernetes v1.34 what kubeadm deploys (etcd above, CoreDNS), local-path-provisioner from its
+# default storage manifest. crictl is v1.34.0 because v1.33.0 is not served by the module proxy.
+# kind v0.30.0 and CoreDNS v1.12.1 carry their versions in their sources.
+CONTAINERD_VERSION=v2.1.4
+RUNC_VERSION=v1.3.0
+CRICTL_VERSION=v1.34.0
+CNI_PLUGINS_VERSION=v1.7.1
+LOCAL_PATH_PROVISIONER_VERSION=v0.0.30
+build kind kind "-s -w" sigs.k8s.io/kind
+
+node_bin=$stack_bin/kind-node
+export LINK_DIR=$node_bin
+build kube-node kube "$(kube_ldflags)" \
+  k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kubeadm k8s.io/kubernetes/cmd/kube-proxy
+BUILD_TAGS="no_aufs no_zfs no_btrfs no_devmapper" build containerd containerd \
+  "-s -w -X github.com/containerd/containerd/v2/version.Version=$CONTAINERD_VERSION" \
+  github.com/containerd/containerd/v2/cmd/containerd github.com/containerd/containerd/v2/cmd/ctr \
+  github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2
+# runc links libseccomp (Debian's libseccomp-dev here, libseccomp2 in the node), as kind builds it.
+CGO_ENABLED=1 BUILD_TAGS=seccomp build runc runc "-s -w -X main.version=${RUNC_VERSION#v}" \
+  github.com/opencontainers/runc
+build crictl crictl "-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=$CRICTL_VERSION" \
+  sigs.k8s.io/cri-tools/cmd/crictl
+build cni-plugins cni-plugins \
+  "-s -w -X github.com/containernetworking/plugins/pkg/utils/buildversion.BuildVersion=$CNI_PLUGINS_VERSION" \
+  github.com/containernetworking/plugins/plugins/ipam/host-local \
+  github.com/containernetworking/plugins/plugins/main/loopback \
+  github.com/containernetworking/plugins/plugins/main/ptp \
+  github.com/containernetworking/plugins/plugins/meta/portmap
+build coredns coredns "-s -w" github.com/coredns/coredns
+build local-path-provisioner local-path-provisioner \
+  "-s -w -X main.VERSION=$LOCAL_PATH_PROVISIONER_VERSION" github.com/rancher/local-path-provisioner
+unset LINK_DIR
