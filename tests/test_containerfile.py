@@ -1,6 +1,8 @@
-"""images/Containerfile, tested without a container engine (the development machine has none):
-the file is parsed here and checked against what the operator renders, then linted with hadolint.
-The repository's shell scripts are linted with shellcheck alongside.
+"""images/Containerfile, read statically. `make e2e-kind` (tests/kind) builds both images and
+runs them in real pods, but from the offline base images this machine makes: what that build
+cannot see, the registry defaults users build from and the file's agreement with the operator
+and the pinned toolchain, is checked here by parsing the file. The Containerfiles and shell
+scripts are linted with hadolint and shellcheck alongside.
 
 The parser is deliberately small and covers the subset of the format the Containerfile uses:
 comment and blank lines (also inside a continued instruction), backslash line continuations,
@@ -302,15 +304,6 @@ def _copies_from(cf: Containerfile, stage: Stage, source: Stage) -> list[list[st
     return out
 
 
-def _installed_rpms(cf: Containerfile, stage: Stage) -> set[str]:
-    rpms: set[str] = set()
-    for run in cf.inherited(stage, "RUN"):
-        for command in run.commands():
-            if command[:1] == ["microdnf"] and "install" in command:
-                rpms.update(w for w in command[command.index("install") + 1 :] if w[0] != "-")
-    return rpms
-
-
 def _worker_container() -> dict[str, Any]:
     """The worker container as the operator renders it into the StatefulSet."""
     ctx = WorkerContext(
@@ -376,13 +369,6 @@ def test_no_file_capabilities(cf: Containerfile) -> None:
             assert "setcap" not in instruction.arguments.lower(), instruction
 
 
-def test_microdnf_cleans_its_cache_in_the_same_layer(cf: Containerfile) -> None:
-    for run in (i for s in cf.stages for i in s.all("RUN")):
-        commands = run.commands()
-        if any(c[:1] == ["microdnf"] and "install" in c for c in commands):
-            assert ["microdnf", "clean", "all"] in commands, run
-
-
 # -- Boundary, built from source -------------------------------------------------------------
 
 
@@ -405,7 +391,11 @@ def test_boundary_is_built_from_the_wrapper_module(cf: Containerfile) -> None:
     assert env["CGO_ENABLED"] == "0"
 
     # `go build` runs inside the module the go.mod was copied into.
-    (build,) = [r for r in stage.all("RUN") if any(c[:2] == ["go", "build"] for c in r.commands())]
+    (build,) = [
+        r
+        for r in stage.all("RUN")
+        if any(c[:2] == ["go", "build"] and c[-1] == BOUNDARY_PACKAGE for c in r.commands())
+    ]
     workdir = _workdir(cf, stage, build)
     assert workdir / destination == workdir, "go.mod is copied into the build's working dir"
     (command,) = [c for c in build.commands() if c[:2] == ["go", "build"]]
@@ -426,11 +416,9 @@ def test_boundary_is_built_from_the_wrapper_module(cf: Containerfile) -> None:
 
     # The binary lands in the worker image, on PATH under the name the operator runs.
     copies = _copies_from(cf, cf.stage("worker"), stage)
-    assert [[output, dest] for _, dest in copies] == copies, "copies only the built binary"
-    assert len(copies) == 1
-    destination_path = PurePosixPath(copies[0][1])
-    assert destination_path.name == _worker_command()[0] == "boundary"
-    assert str(destination_path.parent) in DEFAULT_PATH
+    (binaries,) = [words for words in copies if output in words[:-1]]
+    assert str(PurePosixPath(binaries[-1])) in DEFAULT_PATH, "a folder on PATH"
+    assert PurePosixPath(output).name == _worker_command()[0] == "boundary"
 
 
 # -- The runtime contract with the operator --------------------------------------------------
@@ -461,12 +449,18 @@ def test_worker_layout_exists_and_is_group_writable(cf: Containerfile) -> None:
 
 def test_worker_has_what_the_readiness_probe_runs(cf: Containerfile) -> None:
     probe = [str(part) for part in _worker_container()["readinessProbe"]["exec"]["command"]]
-    assert probe[:2] == ["/bin/sh", "-c"]  # bash, which ubi-minimal ships as /bin/sh
-    programs = {c[0] for c in Instruction("RUN", probe[2], 0).commands()}
-    assert programs == {"curl", "grep"}
-    rpms = _installed_rpms(cf, cf.stage("worker"))
-    assert "grep" in rpms
-    assert rpms & {"curl", "curl-minimal"}
+    assert probe[:2] == ["/bin/sh", "-c"]  # every base the worker builds on has /bin/sh
+    # Our image answers the probe with its own static helper, built from images/worker-probe
+    # and copied next to `boundary`; curl and grep are the fallback for other images.
+    helper = "boundary-worker-ready"
+    assert f"exec {helper} " in probe[2]
+    build = cf.stage("boundary-build")
+    builds = [c for r in build.all("RUN") for c in r.commands() if c[:2] == ["go", "build"]]
+    (command,) = [c for c in builds if c[-1] == "."]
+    output = command[command.index("-o") + 1]
+    assert PurePosixPath(output).name == helper
+    (binaries,) = [w for w in _copies_from(cf, cf.stage("worker"), build) if output in w[:-1]]
+    assert str(PurePosixPath(binaries[-1])) in DEFAULT_PATH
 
 
 def test_worker_exposes_the_operator_ports(cf: Containerfile) -> None:
@@ -496,17 +490,22 @@ def test_operator_installs_from_the_lock_file(cf: Containerfile) -> None:
     (build,) = [
         s for s in cf.stages if s.name and s is not operator and _copies_from(cf, operator, s)
     ]
-    syncs = [c for r in build.all("RUN") for c in r.commands() if c[:2] == ["uv", "sync"]]
-    assert syncs
-    for sync in syncs:
-        assert {"--frozen", "--no-dev", "--no-editable"} <= set(sync), sync
-        assert sync[sync.index("--package") + 1] == "boundary-operator"
-    venv = cf.env(build)["UV_PROJECT_ENVIRONMENT"]
+    commands = [c for r in build.all("RUN") for c in r.commands()]
+    (export,) = [c for c in commands if c[1:3] == ["export", "--frozen"]]
+    assert {"--no-dev", "--no-emit-workspace"} <= set(export), export
+    assert export[export.index("--package") + 1] == "boundary-operator"
+    requirements = export[export.index("--output-file") + 1]
+    installs = [c for c in commands if c[1:3] == ["pip", "install"]]
+    (locked,) = [c for c in installs if requirements in c]
+    # Exactly the locked versions and hashes, nothing resolved beyond them.
+    assert {"--require-hashes", "--no-deps"} <= set(locked), locked
+    (venv,) = {c[c.index("--python") + 1].removesuffix("/bin/python") for c in installs}
+    (workspace,) = [c for c in installs if requirements not in c]
+    assert {"./api", "./operator", "--no-deps"} <= set(workspace), workspace
     assert _copies_from(cf, operator, build) == [[venv, venv]], "only the venv, same path"
     assert cf.env(operator)["PATH"].split(":")[0] == f"{venv}/bin"
     # The final image shares the interpreter the venv was made with.
-    assert cf.parent(operator) is not None
-    assert cf.parent(operator) is cf.parent(build)
+    assert cf.expand(operator.base) == cf.expand(build.base)
 
 
 # -- Build context ---------------------------------------------------------------------------
@@ -589,11 +588,22 @@ def _lint(*command: str | Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_hadolint() -> None:
-    _lint(_dev_tool("hadolint"), "--no-color", CONTAINERFILE.relative_to(REPO))
+CONTAINERFILES = [CONTAINERFILE, *sorted((REPO / "tools").rglob("*.Containerfile"))]
 
 
-SHELL_SCRIPTS = [*sorted((REPO / "tools").rglob("*.sh")), REPO / ".ci" / "run"]
+@pytest.mark.parametrize(
+    "containerfile", CONTAINERFILES, ids=[str(p.relative_to(REPO)) for p in CONTAINERFILES]
+)
+def test_hadolint(containerfile: Path) -> None:
+    _lint(_dev_tool("hadolint"), "--no-color", containerfile.relative_to(REPO))
+
+
+SHELL_SCRIPTS = [
+    *sorted((REPO / "tools").rglob("*.sh")),
+    REPO / ".ci" / "run",
+    *(REPO / "tools" / name for name in ("kind/iptables-mode", "kind/containerd-oom-score-adj")),
+    REPO / "tools" / "images" / "postgres-entrypoint",
+]
 
 
 @pytest.mark.parametrize(
