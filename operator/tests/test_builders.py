@@ -30,7 +30,11 @@ CASES: dict[str, dict[str, Any]] = {
             "storage": {"storageClassName": "fast", "size": "2Gi"},
         },
         "tags": {"type": ["edge", "kubernetes"], "region": "eu-west-1", "zz": ["1", "2"]},
-        "service": {"type": "LoadBalancer", "annotations": {"lb.example/internal": "true"}},
+        "service": {
+            "type": "LoadBalancer",
+            "nodePort": 30920,
+            "annotations": {"lb.example/internal": "true"},
+        },
         "podTemplate": {
             "labels": {"team": "net"},
             "annotations": {"a": "b"},
@@ -38,6 +42,7 @@ CASES: dict[str, dict[str, Any]] = {
             "tolerations": [{"key": "edge", "operator": "Exists", "effect": "NoSchedule"}],
             "affinity": {"podAntiAffinity": {}},
             "priorityClassName": "high",
+            "securityContext": {"runAsUser": 12345, "runAsGroup": 0},
             "env": [{"name": "HTTP_PROXY", "value": "http://proxy:3128"}],
         },
     },

@@ -120,6 +120,25 @@ RULES: dict[str, tuple[dict[str, Any], dict[str, Any], str]] = {
         {"service": {"type": "NodePort"}, "registration": UPSTREAMS},
         "spec.publicAddress",
     ),
+    "node port needs a NodePort or LoadBalancer Service": (
+        {
+            "service": {"type": "NodePort", "nodePort": 30920},
+            "publicAddress": "10.0.0.1:30920",
+            "registration": UPSTREAMS,
+        },
+        {"service": {"nodePort": 30920}, "registration": UPSTREAMS},
+        "spec.service.nodePort",
+    ),
+    "node port is a port": (
+        {"service": {"type": "LoadBalancer", "nodePort": 30920}, "registration": UPSTREAMS},
+        {"service": {"type": "LoadBalancer", "nodePort": 70000}, "registration": UPSTREAMS},
+        "spec.service.nodePort",
+    ),
+    "pods run as a non-root user": (
+        {"podTemplate": {"securityContext": {"runAsUser": 12345}}, "registration": UPSTREAMS},
+        {"podTemplate": {"securityContext": {"runAsUser": 0}}, "registration": UPSTREAMS},
+        "spec.podTemplate.securityContext.runAsUser",
+    ),
     "service type is known": (
         {"service": {"type": "LoadBalancer"}, "registration": UPSTREAMS},
         {"service": {"type": "ExternalName"}, "registration": UPSTREAMS},

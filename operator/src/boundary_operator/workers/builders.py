@@ -173,15 +173,14 @@ def build_proxy_service(ctx: WorkerContext) -> Manifest:
     metadata = _metadata(ctx, naming.proxy_service_name(ctx.name))
     if service.annotations:
         metadata["annotations"] = dict(sorted(service.annotations.items()))
+    port: Manifest = {"name": "proxy", "port": PROXY_PORT, "targetPort": "proxy"}
+    if service.node_port is not None:
+        port["nodePort"] = service.node_port
     return {
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": metadata,
-        "spec": {
-            "type": service.type,
-            "selector": ctx.selector_labels,
-            "ports": [{"name": "proxy", "port": PROXY_PORT, "targetPort": "proxy"}],
-        },
+        "spec": {"type": service.type, "selector": ctx.selector_labels, "ports": [port]},
     }
 
 
@@ -197,7 +196,12 @@ def public_address(ctx: WorkerContext) -> str:
     return f"$(POD_NAME).{headless}.{ctx.namespace}.svc.{ctx.cluster_domain}:{PROXY_PORT}"
 
 
+# /health always answers 200; only the body says whether the upstream is READY. Our worker
+# image ships a static probe for that (images/worker-probe); other images (the upstream
+# hashicorp/boundary one) are probed with curl and grep.
 _READY_PROBE = (
+    "if command -v boundary-worker-ready >/dev/null; then "
+    f"exec boundary-worker-ready -addr 127.0.0.1:{OPS_PORT}; fi; "
     f"curl -fsS 'http://127.0.0.1:{OPS_PORT}/health?worker_info=true' | "
     'grep -Eq \'"upstream_connection_state": ?"READY"\''
 )
@@ -238,6 +242,7 @@ def build_stateful_set(ctx: WorkerContext) -> Manifest:
             "seccompProfile": {"type": "RuntimeDefault"},
             "fsGroup": 1000,
             "fsGroupChangePolicy": "OnRootMismatch",
+            **template.security_context.model_dump(by_alias=True, exclude_none=True),
         },
         "containers": [
             {
@@ -262,7 +267,6 @@ def build_stateful_set(ctx: WorkerContext) -> Manifest:
                     "failureThreshold": 6,
                     "timeoutSeconds": 3,
                 },
-                # /health always answers 200; only the body says whether the upstream is READY.
                 "readinessProbe": {
                     "exec": {"command": ["/bin/sh", "-c", _READY_PROBE]},
                     "periodSeconds": 5,

@@ -50,7 +50,14 @@ class Resources(SpecModel):
 
 class ServiceSpec(SpecModel):
     type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = "ClusterIP"
+    node_port: int | None = None
     annotations: dict[str, str] = Field(default_factory=dict)
+
+
+class PodSecurity(SpecModel):
+    run_as_user: int | None = None
+    run_as_group: int | None = None
+    fs_group: int | None = None
 
 
 class PodTemplate(SpecModel):
@@ -60,6 +67,7 @@ class PodTemplate(SpecModel):
     tolerations: list[dict[str, Any]] = Field(default_factory=list)
     affinity: dict[str, Any] | None = None
     priority_class_name: str | None = None
+    security_context: PodSecurity = Field(default_factory=PodSecurity)
     env: list[dict[str, Any]] = Field(default_factory=list)
 
 
