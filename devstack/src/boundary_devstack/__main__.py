@@ -64,6 +64,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="stop again as soon as every component was healthy (exit 0) instead of waiting",
     )
+    up.add_argument(
+        "--controller-host",
+        default="127.0.0.1",
+        help="address the controller's API and cluster listeners bind (default loopback; an "
+        "address of the project's Docker bridge lets kind pods reach it)",
+    )
     versions = sub.add_parser("versions", help="print each program's version")
     versions.add_argument("--bin-dir", type=Path, required=True)
     args = parser.parse_args(argv)
@@ -72,10 +78,10 @@ def main(argv: list[str] | None = None) -> int:
         for name, version in program_versions(args.bin_dir).items():
             print(f"{name:25} {version}")
         return 0
-    return _up(args.bin_dir, args.env_file, args.exit_when_ready)
+    return _up(args.bin_dir, args.env_file, args.exit_when_ready, args.controller_host)
 
 
-def _up(bin_dir: Path, env_file: Path, exit_when_ready: bool) -> int:
+def _up(bin_dir: Path, env_file: Path, exit_when_ready: bool, controller_host: str) -> int:
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         # Interrupts start-up (LocalStack.start() then stops what it started) or the wait below.
         raise KeyboardInterrupt
@@ -83,7 +89,7 @@ def _up(bin_dir: Path, env_file: Path, exit_when_ready: bool) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
 
-    stack = LocalStack(bin_dir=bin_dir.resolve())
+    stack = LocalStack(bin_dir=bin_dir.resolve(), controller_host=controller_host)
     try:
         env = stack.start(progress=True)
         env.write(env_file)

@@ -19,17 +19,16 @@ import json
 import os
 import shutil
 import signal
-import socket
 import string
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 
+from boundary_devstack import through_agent
 from boundary_devstack.agent_process import local_agent
 from boundary_devstack.clients import BoundaryCLI, CommandFailed, Kubectl
 from boundary_devstack.netns import NamespaceHost
@@ -148,16 +147,6 @@ def start_db_backend(stack: ExitStack, work: Path) -> None:
     )
 
 
-def dig(port: int, name: str) -> str:
-    return subprocess.run(
-        ["dig", "+short", "+time=2", "+tries=1", f"@{DNS_HOST}", "-p", str(port), name],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=15,
-    ).stdout.strip()
-
-
 def run(exit_when_done: bool) -> None:
     work = Path(tempfile.mkdtemp(prefix="boundary-k8s-demo-"))
     work.chmod(0o755)
@@ -237,48 +226,23 @@ def run(exit_when_done: bool) -> None:
         detail(f"boundary-agent: DNS on {DNS_HOST}:{dns_port}, control API on {control_port}")
 
         step(6, "resolving the aliases and connecting through Boundary")
-        require(
-            lambda: dig(dns_port, "db.demo.boundary").startswith("127.77."),
-            30,
-            "the agent to resolve db.demo.boundary",
-        )
-        web, db = dig(dns_port, "web.demo.boundary"), dig(dns_port, "db.demo.boundary")
+        web = through_agent.resolve(DNS_HOST, dns_port, "web.demo.boundary")
+        db = through_agent.resolve(DNS_HOST, dns_port, "db.demo.boundary")
         detail(f"dig web.demo.boundary -> {web};  dig db.demo.boundary -> {db}")
-        page = subprocess.run(
-            [
-                "curl",
-                "-sSf",
-                "--resolve",
-                f"web.demo.boundary:80:{web}",
-                "http://web.demo.boundary/",
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=60,
-        ).stdout.strip()
+        page = through_agent.http_get(web, "web.demo.boundary").strip()
         detail(f"curl http://web.demo.boundary/ -> {page!r}")
-        username, password = _brokered_credentials(db, control_port)
-        detail(f"the session brokered credentials for user {username!r}")
-        answer = subprocess.run(
-            [
-                "psql",
-                "-X",
-                "-A",
-                "-t",
-                f"host={db} port=5432 user={username} dbname=postgres",
-                "-c",
-                "select 'hello from ' || current_user || ' on ' || inet_server_addr()",
-            ],
-            env={**os.environ, "PGPASSWORD": password, "PGCONNECT_TIMEOUT": "20"},
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=60,
+        username, password = through_agent.brokered_credentials(
+            db, 5432, control_port, "db.demo.boundary"
         )
-        if answer.returncode != 0:
-            raise DemoFailed(f"psql through Boundary failed: {answer.stderr.strip()}")
-        detail(f"psql -> {answer.stdout.strip()!r}")
+        detail(f"the session brokered credentials for user {username!r}")
+        answer = through_agent.psql(
+            db,
+            username,
+            password,
+            "postgres",
+            "select 'hello from ' || current_user || ' on ' || inet_server_addr()",
+        )
+        detail(f"psql -> {answer!r}")
         print("\n[demo] every step worked.", flush=True)
         if not exit_when_done:
             print(
@@ -320,30 +284,6 @@ def _targets(cli: BoundaryCLI) -> int:
     return sum(t.get("name", "").startswith("demo/demo/") for t in items)
 
 
-def _brokered_credentials(address: str, control_port: int) -> tuple[str, str]:
-    """Open the session (a connection authorizes it), then read the brokered credentials the
-    agent shows its owner."""
-    with socket.create_connection((address, 5432), timeout=20):
-        pass
-
-    def credentials() -> tuple[str, str] | None:
-        with urllib.request.urlopen(
-            f"http://127.0.0.1:{control_port}/v1/sessions", timeout=5
-        ) as response:
-            items = json.loads(response.read())["items"]
-        for item in items:
-            if item["alias"] == "db.demo.boundary":
-                for credential in item["session_authorization"]["credentials"]:
-                    values = credential.get("credential") or {}
-                    return str(values["username"]), str(values["password"])
-        return None
-
-    require(credentials, 30, "the db session's brokered credentials")
-    found = credentials()
-    assert found is not None
-    return found
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m boundary_devstack.demo")
     parser.add_argument(
@@ -355,7 +295,13 @@ def main() -> int:
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         run(args.exit)
-    except (DemoFailed, ComponentError, CommandFailed, subprocess.CalledProcessError) as exc:
+    except (
+        DemoFailed,
+        ComponentError,
+        CommandFailed,
+        through_agent.NotThroughBoundary,
+        subprocess.CalledProcessError,
+    ) as exc:
         print(f"\n[demo] FAILED: {exc}", file=sys.stderr, flush=True)
         return 1
     except KeyboardInterrupt:

@@ -108,6 +108,10 @@ class LocalStack:
     keep_work_dir: bool = False
     fixed_ports: dict[str, int] = field(default_factory=dict)
     """Ports to use instead of free ones, by component name (for tests of start-up failures)."""
+    controller_host: str = "127.0.0.1"
+    """Where the controller's API and cluster listeners bind, and the cluster address it tells
+    workers: loopback, or for the kind e2e an address of the project's own Docker bridge, so
+    that pods reach it (never a public address)."""
     processes: list[ManagedProcess] = field(default_factory=list)
     env: StackEnv | None = None
     _own_work_dir: bool = False
@@ -274,6 +278,7 @@ class LocalStack:
         boundary_ports = {
             name: self._port(f"boundary-{name}") for name in ("api", "cluster", "proxy", "ops")
         }
+        controller_host = self.controller_host
         boundary = self._spawn(
             "boundary",
             [
@@ -281,8 +286,9 @@ class LocalStack:
                 "dev",
                 "-database-url",
                 f"postgres://postgres@127.0.0.1:{postgres_port}/boundary?sslmode=disable",
-                f"-api-listen-address=127.0.0.1:{boundary_ports['api']}",
-                f"-cluster-listen-address=127.0.0.1:{boundary_ports['cluster']}",
+                f"-api-listen-address={controller_host}:{boundary_ports['api']}",
+                f"-cluster-listen-address={controller_host}:{boundary_ports['cluster']}",
+                f"-controller-public-cluster-address={controller_host}:{boundary_ports['cluster']}",
                 f"-proxy-listen-address=127.0.0.1:{boundary_ports['proxy']}",
                 f"-ops-listen-address=127.0.0.1:{boundary_ports['ops']}",
                 f"-worker-auth-storage-dir={work / 'boundary-dev-worker'}",
@@ -307,7 +313,7 @@ class LocalStack:
         self._start_kube_controllers(pki, kubeconfig)
 
         self._say("waiting for boundary dev")
-        api_addr = f"http://127.0.0.1:{boundary_ports['api']}"
+        api_addr = f"http://{controller_host}:{boundary_ports['api']}"
         boundary.wait_healthy(lambda: _boundary_ready(api_addr), 180, interval=0.5)
 
         return StackEnv(
@@ -317,7 +323,7 @@ class LocalStack:
                 "BOUNDARY_AUTH_METHOD_ID": DEV_AUTH_METHOD_ID,
                 "BOUNDARY_LOGIN_NAME": DEV_LOGIN_NAME,
                 "BOUNDARY_PASSWORD": DEV_PASSWORD,
-                "BOUNDARY_CLUSTER_ADDR": f"127.0.0.1:{boundary_ports['cluster']}",
+                "BOUNDARY_CLUSTER_ADDR": f"{controller_host}:{boundary_ports['cluster']}",
                 "BOUNDARY_DEV_WORKER_PROXY_ADDR": f"127.0.0.1:{boundary_ports['proxy']}",
                 "BOUNDARY_ORG_ID": DEV_ORG_ID,
                 "BOUNDARY_PROJECT_ID": DEV_PROJECT_ID,
