@@ -9,8 +9,8 @@ export STACK_BIN ?= $(CURDIR)/.stack/bin
 STACK_ENV ?= $(CURDIR)/.stack/env
 RUN := uv run --frozen --quiet
 
-.PHONY: help tools apt-packages python-env go-tools wine-shim stack demo test lint typecheck unit e2e chaos \
-	test-chaos
+.PHONY: help tools apt-packages python-env go-tools wine-shim container-engine offline-images stack demo \
+	test lint typecheck unit e2e chaos test-chaos e2e-kind
 
 help:
 	@echo "make demo    run the main job end to end (DEMO_EXIT=1 to exit when done)"
@@ -18,6 +18,7 @@ help:
 	@echo "make test-chaos  the full fault-injection suite"
 	@echo "make tools   install/build every program the tests use and print versions"
 	@echo "make stack   start the real local stack in the foreground; writes .stack/env"
+	@echo "make e2e-kind  the install journey in real pods on kind (part of make test)"
 
 ## Installation -----------------------------------------------------------------------------
 apt-packages:
@@ -32,7 +33,17 @@ go-tools:
 wine-shim: apt-packages
 	@bash tools/build-wine-shim.sh
 
-tools: apt-packages python-env go-tools wine-shim
+# The project's own dockerd (its data root is in $(BK_CACHE)/docker), for images and kind.
+container-engine: apt-packages
+	@bash tools/container-engine.sh start
+
+# The images this machine cannot pull (no registry is reachable): the bases images/Containerfile
+# builds on, the example backends, and the kind node image. Cached: a warm run builds nothing.
+offline-images: container-engine go-tools
+	@bash tools/images/offline-bases.sh >/dev/null
+	@bash tools/kind/build-node-image.sh >/dev/null
+
+tools: apt-packages python-env go-tools wine-shim container-engine offline-images
 	@$(RUN) python -m boundary_devstack versions --bin-dir "$(STACK_BIN)"
 
 ## Running ----------------------------------------------------------------------------------
@@ -43,11 +54,21 @@ demo: tools
 	@$(RUN) python -m boundary_devstack.demo $(if $(DEMO_EXIT),--exit,)
 
 ## Checks -----------------------------------------------------------------------------------
+# Our own shell scripts, Containerfiles and Go programs (the Go wrapper modules are not ours).
+SHELL_SCRIPTS := $(wildcard tools/*.sh tools/*/*.sh) .ci/run tools/kind/iptables-mode \
+	tools/kind/containerd-oom-score-adj tools/images/postgres-entrypoint
+CONTAINERFILES := images/Containerfile $(wildcard tools/*/*.Containerfile)
+GO_PROGRAMS := images/worker-probe tools/kind/kindnetd tools/kind/goconst
+
 lint:
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
-	$(RUN) hadolint images/Containerfile
-	$(RUN) shellcheck tools/*.sh .ci/run
+	$(RUN) hadolint $(CONTAINERFILES)
+	$(RUN) shellcheck $(SHELL_SCRIPTS)
+	@for program in $(GO_PROGRAMS); do \
+	  (cd $$program && test -z "$$(gofmt -l .)" && GOTOOLCHAIN=local go vet ./...) || \
+	    { echo "lint: $$program is not gofmt-clean or fails go vet"; exit 1; }; \
+	done
 
 typecheck:
 	$(RUN) mypy
@@ -65,7 +86,14 @@ chaos:
 test-chaos: tools
 	BK_CHAOS=full $(RUN) pytest -q tests/chaos
 
-test: tools lint typecheck unit e2e chaos
+# The install journey in real pods: images, kind, the chart, examples/, sessions, faults. It
+# tears down the cluster and the project's dockerd when it ends.
+e2e-kind: tools
+	@rm -f .stack/e2e-kind-timings.txt
+	$(RUN) pytest -q tests/kind
+	@cat .stack/e2e-kind-timings.txt 2>/dev/null || true
+
+test: tools lint typecheck unit e2e chaos e2e-kind
 
 ## Benchmarks -------------------------------------------------------------------------------
 .PHONY: bench bench-quick
@@ -74,11 +102,6 @@ bench: tools
 
 bench-quick: tools
 	$(RUN) python -m bench.run_all --quick
-
-## A real cluster with a container runtime (never runs on the development machines) ----------
-.PHONY: e2e-kind
-e2e-kind:
-	@bash tools/e2e-kind.sh
 
 ## Running pods without a container runtime ---------------------------------------------------
 .PHONY: pod-run operator

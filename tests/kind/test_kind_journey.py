@@ -1,0 +1,354 @@
+"""The install journey on kind, in order: what `helm install` and `kubectl apply -f examples/`
+give a user, a real session from the host through a worker pod, then faults and removal. The
+cluster is set up once by tools/e2e-kind.sh (conftest.py); the tests run in file order."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kind_harness import CLUSTER, WORKER_NODE_PORT, WORKER_UID, Engine, KindCluster
+
+from boundary_devstack import through_agent
+from boundary_devstack.agent_process import LocalAgent
+from boundary_devstack.clients import BoundaryCLI, CommandFailed
+from boundary_devstack.stack import wait_for
+
+REPO = Path(__file__).resolve().parents[2]
+BOUNDARY_VERSION = re.search(
+    r"^BOUNDARY_VERSION=(\S+)", (REPO / "tools" / "build-go-tools.sh").read_text(), re.M
+)
+OPERATOR = "app.kubernetes.io/name=boundary-worker,app.kubernetes.io/instance=boundary-worker"
+WEB, DB = "web.demo.boundary", "db.demo.boundary"
+
+
+def worker_status(cluster: KindCluster) -> dict[str, Any]:
+    status: dict[str, Any] = cluster.kubectl.get_json("bpw", "edge", "-n", "demo")["status"]
+    return status
+
+
+def condition(status: dict[str, Any], kind: str) -> str:
+    return next((c["status"] for c in status.get("conditions", []) if c["type"] == kind), "")
+
+
+def boundary_worker(cli: BoundaryCLI, worker_id: str) -> dict[str, Any] | None:
+    try:
+        item: dict[str, Any] = cli("workers", "read", "-id", worker_id)["item"]
+    except CommandFailed as exc:
+        if "404" in exc.stderr or "not found" in exc.stderr.lower():
+            return None
+        raise
+    return item
+
+
+def our_boundary_workers(cli: BoundaryCLI) -> list[str]:
+    items = cli("workers", "list")["items"] or []
+    return sorted(w["name"] for w in items if w.get("name", "").startswith(f"{CLUSTER}-demo-edge-"))
+
+
+def operator_pod(cluster: KindCluster) -> dict[str, Any]:
+    pods = cluster.kubectl.get_json("pods", "-n", "boundary-system", "-l", OPERATOR)["items"]
+    running = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+    assert len(running) == 1, [p["metadata"]["name"] for p in pods]
+    pod: dict[str, Any] = running[0]
+    return pod
+
+
+def ready(pod: dict[str, Any]) -> bool:
+    conditions = pod.get("status", {}).get("conditions", [])
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+
+def test_worker_image_runs_read_only_as_an_arbitrary_uid(
+    engine: Engine, kind_cluster: KindCluster
+) -> None:
+    assert BOUNDARY_VERSION
+    printed = engine.docker(
+        "run",
+        "--rm",
+        "--read-only",
+        "--user",
+        "12345:0",
+        "boundary-k8s/worker:e2e-kind",
+        "version",
+    )
+    assert re.search(rf"Version Number:\s+{re.escape(BOUNDARY_VERSION.group(1))}$", printed, re.M)
+    usage = engine.docker(
+        "run",
+        "--rm",
+        "--read-only",
+        "--user",
+        "12345:0",
+        "boundary-k8s/operator:e2e-kind",
+        "--help",
+    )
+    assert "usage: boundary-operator" in usage
+
+
+def test_operator_runs_in_its_pod_under_the_charts_service_account(
+    kind_cluster: KindCluster,
+) -> None:
+    pod = operator_pod(kind_cluster)
+    (container,) = pod["spec"]["containers"]
+    assert container["image"] == "boundary-k8s/operator:e2e-kind"
+    assert pod["spec"]["serviceAccountName"] == "boundary-worker"
+    assert ready(pod)
+    logs = kind_cluster.kubectl("logs", "-n", "boundary-system", pod["metadata"]["name"])
+    assert "logged in to the Boundary controller" in logs
+
+
+def test_worker_pod_is_restricted_stores_on_a_local_path_volume_and_registers(
+    kind_cluster: KindCluster, boundary_cli: BoundaryCLI
+) -> None:
+    kubectl = kind_cluster.kubectl
+    pod = kubectl.get_json("pod", "edge-0", "-n", "demo")
+    (container,) = pod["spec"]["containers"]
+    assert container["image"] == "boundary-k8s/worker:e2e-kind"
+    assert ready(pod)
+    assert kubectl("exec", "-n", "demo", "edge-0", "--", "id", "-u").strip() == str(WORKER_UID)
+    # The probes the operator renders, passing in the real container.
+    assert "httpGet" in container["livenessProbe"]
+    kubectl("exec", "-n", "demo", "edge-0", "--", "boundary-worker-ready")
+
+    # Pod Security "restricted", asked of the admission plugin: the pod as it runs, created
+    # again (dry run) in a namespace that enforces it. The root-running db backend is refused
+    # there, so the check is seen to work.
+    assert restricted_refuses(kind_cluster, pod) == ""
+    db = kubectl.get_json("pods", "-n", "demo", "-l", "app=db")["items"][0]
+    assert "violate PodSecurity" in restricted_refuses(kind_cluster, db)
+
+    claim = kubectl.get_json("pvc", "data-edge-0", "-n", "demo")
+    assert claim["status"]["phase"] == "Bound"
+    volume = kubectl.get_json("pv", claim["spec"]["volumeName"])
+    assert volume["metadata"]["annotations"]["pv.kubernetes.io/provisioned-by"] == (
+        "rancher.io/local-path"
+    )
+
+    status = worker_status(kind_cluster)
+    assert condition(status, "Ready") == "True"
+    (replica,) = status["replicas"]
+    item = boundary_worker(boundary_cli, replica["workerId"])
+    assert item is not None
+    assert item["release_version"] == f"Boundary v{BOUNDARY_VERSION.group(1)}"  # type: ignore[union-attr]
+    assert item["address"] == f"{kind_cluster.node_ip}:{WORKER_NODE_PORT}"
+
+
+def restricted_refuses(cluster: KindCluster, pod: dict[str, Any]) -> str:
+    """Why the Pod Security "restricted" level refuses this pod's spec ("" when it accepts)."""
+    cluster.kubectl.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {
+                "name": "psa-restricted",
+                "labels": {"pod-security.kubernetes.io/enforce": "restricted"},
+            },
+        }
+    )
+    spec = {k: v for k, v in pod["spec"].items() if k != "nodeName"}
+    copy = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "restricted-check", "namespace": "psa-restricted"},
+        "spec": spec,
+    }
+    try:
+        cluster.kubectl("create", "--dry-run=server", "-f", "-", input_text=json.dumps(copy))
+    except CommandFailed as refused:
+        return refused.stderr
+    return ""
+
+
+def test_services_become_targets_at_their_cluster_dns_names(
+    kind_cluster: KindCluster, boundary_cli: BoundaryCLI
+) -> None:
+    for service in ("web", "db"):
+        annotation = kind_cluster.kubectl(
+            "get",
+            "service",
+            service,
+            "-n",
+            "demo",
+            "-o",
+            "jsonpath={.metadata.annotations.boundaryproject\\.io/targets}",
+        )
+        (target_id,) = json.loads(annotation)
+        target = boundary_cli("targets", "read", "-id", target_id)["item"]
+        assert target["attributes"]["default_port"] in (80, 5432)
+        assert target["address"] == f"{service}.demo.svc.cluster.local"
+
+
+def test_http_through_the_alias_reaches_the_web_pod(
+    kind_cluster: KindCluster, agent: LocalAgent
+) -> None:
+    address = through_agent.resolve(agent.dns_host, agent.dns_port, WEB)
+    page = through_agent.http_get(address, WEB)
+    assert "Welcome to nginx" in page
+    kind_cluster.record(
+        "kind create cluster to the first session through a worker pod",
+        time.monotonic() - kind_cluster.created_at,
+    )
+
+
+def test_psql_through_the_alias_gets_the_brokered_credentials(
+    kind_cluster: KindCluster, agent: LocalAgent
+) -> None:
+    address = through_agent.resolve(agent.dns_host, agent.dns_port, DB)
+    username, password = through_agent.brokered_credentials(address, 5432, agent.control_port, DB)
+    assert username == "app"
+    answer = through_agent.psql(
+        address, username, password, "app", "select current_user || '@' || current_database()"
+    )
+    assert answer == "app@app"
+
+
+def test_a_deleted_worker_pod_returns_as_the_same_boundary_worker(
+    kind_cluster: KindCluster, boundary_cli: BoundaryCLI, agent: LocalAgent
+) -> None:
+    kubectl = kind_cluster.kubectl
+    (before,) = worker_status(kind_cluster)["replicas"]
+    old_uid = kubectl.get_json("pod", "edge-0", "-n", "demo")["metadata"]["uid"]
+    names = our_boundary_workers(boundary_cli)
+    kubectl("delete", "pod", "edge-0", "-n", "demo", "--wait=true", timeout=120)
+
+    def back() -> bool:
+        try:
+            pod = kubectl.get_json("pod", "edge-0", "-n", "demo")
+        except CommandFailed:
+            return False
+        return pod["metadata"]["uid"] != old_uid and ready(pod)
+
+    assert wait_for(back, 180), "edge-0 did not come back Ready"
+    assert wait_for(lambda: condition(worker_status(kind_cluster), "Ready") == "True", 120)
+    (after,) = worker_status(kind_cluster)["replicas"]
+    assert after["workerId"] == before["workerId"], "the identity on the volume was not kept"
+    assert our_boundary_workers(boundary_cli) == names
+    # A new session (the agent is fresh) through the new pod.
+    address = through_agent.resolve(agent.dns_host, agent.dns_port, WEB)
+    assert "Welcome to nginx" in through_agent.http_get(address, WEB)
+
+
+def owned_versions(cluster: KindCluster) -> dict[str, str]:
+    """resourceVersion of everything the operator writes for the examples."""
+    versions = {}
+    for kind, name in (
+        ("bpw", "edge"),
+        ("statefulset", "edge"),
+        ("configmap", "edge-config"),
+        ("secret", "edge-activation-tokens"),
+        ("service", "edge-proxy"),
+        ("service", "web"),
+        ("service", "db"),
+    ):
+        item = cluster.kubectl.get_json(kind, name, "-n", "demo")
+        versions[f"{kind}/{name}"] = item["metadata"]["resourceVersion"]
+    return versions
+
+
+def metric_total(metrics: str, name: str, **labels: str) -> float:
+    total = 0.0
+    for line in metrics.splitlines():
+        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_a_replaced_operator_pod_converges_without_writes(kind_cluster: KindCluster) -> None:
+    kubectl = kind_cluster.kubectl
+    old = operator_pod(kind_cluster)["metadata"]["name"]
+    versions = owned_versions(kind_cluster)
+    warnings_before = kubectl(
+        "get", "events", "-A", "--field-selector", "type=Warning", "-o", "name"
+    )
+    kubectl("delete", "pod", "-n", "boundary-system", old, "--wait=true", timeout=120)
+    assert wait_for(lambda: ready(operator_pod(kind_cluster)), 180)
+    new = operator_pod(kind_cluster)["metadata"]["name"]
+    assert new != old
+
+    def resynced() -> bool:
+        return "resync:" in kubectl("logs", "-n", "boundary-system", new)
+
+    assert wait_for(resynced, 120), "the new operator never finished a Service resync"
+    time.sleep(15)  # a BoundaryPKIWorker status refresh runs every 10 s
+    metrics = kubectl(
+        "get", "--raw", f"/api/v1/namespaces/boundary-system/pods/{new}:8080/proxy/metrics"
+    )
+    requests = "boundary_operator_boundary_requests_total"
+    assert metric_total(metrics, requests, method="GET") > 0, "the operator never read Boundary"
+    # One POST: the login. Nothing created, changed or deleted in Boundary.
+    assert metric_total(metrics, requests, method="POST") == 1
+    assert metric_total(metrics, requests, method="PATCH") == 0
+    assert metric_total(metrics, requests, method="DELETE") == 0
+    assert owned_versions(kind_cluster) == versions
+    warnings_after = kubectl(
+        "get", "events", "-A", "--field-selector", "type=Warning", "-o", "name"
+    )
+    assert warnings_after == warnings_before
+
+
+def test_scaling_down_deregisters_the_removed_worker(
+    kind_cluster: KindCluster, boundary_cli: BoundaryCLI
+) -> None:
+    kubectl = kind_cluster.kubectl
+    kubectl(
+        "patch", "bpw", "edge", "-n", "demo", "--type", "merge", "-p", '{"spec": {"replicas": 2}}'
+    )
+
+    def two_ready() -> bool:
+        status = worker_status(kind_cluster)
+        return condition(status, "Ready") == "True" and len(status.get("replicas", [])) == 2
+
+    assert wait_for(two_ready, 240), worker_status(kind_cluster)
+    removed = worker_status(kind_cluster)["replicas"][1]["workerId"]
+    assert boundary_worker(boundary_cli, removed) is not None
+    kubectl(
+        "patch", "bpw", "edge", "-n", "demo", "--type", "merge", "-p", '{"spec": {"replicas": 1}}'
+    )
+    assert wait_for(lambda: boundary_worker(boundary_cli, removed) is None, 180), (
+        "the removed replica's Boundary worker is still registered"
+    )
+    assert wait_for(lambda: "edge-1" not in kubectl("get", "pods", "-n", "demo", "-o", "name"), 60)
+    assert len(worker_status(kind_cluster)["replicas"]) == 1
+
+
+def test_helm_uninstall_drains_every_worker(
+    kind_cluster: KindCluster, boundary_cli: BoundaryCLI
+) -> None:
+    (replica,) = worker_status(kind_cluster)["replicas"]
+    kind_cluster.helm(
+        "uninstall",
+        "boundary-worker",
+        "-n",
+        "boundary-system",
+        "--kube-context",
+        f"kind-{CLUSTER}",
+        "--wait",
+        "--timeout",
+        "5m",
+    )
+    assert "edge" not in kind_cluster.kubectl("get", "bpw", "-n", "demo", "-o", "name")
+    assert boundary_worker(boundary_cli, replica["workerId"]) is None
+    assert our_boundary_workers(boundary_cli) == []
+
+
+@pytest.fixture(autouse=True)
+def _report_on_failure(request: pytest.FixtureRequest, kind_cluster: KindCluster) -> Any:
+    """On failure, what a person would look at first: pods, the worker's status and Events."""
+    yield
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:
+        for args in (
+            ("get", "pods", "-A", "-o", "wide"),
+            ("get", "bpw", "-A", "-o", "yaml"),
+            ("get", "events", "-A", "--sort-by=.lastTimestamp"),
+            ("logs", "-n", "demo", "edge-0", "--tail", "40"),
+            ("logs", "-n", "boundary-system", "-l", OPERATOR, "--tail", "40"),
+        ):
+            try:
+                print(kind_cluster.kubectl(*args))
+            except CommandFailed as exc:
+                print(exc)
