@@ -48,6 +48,7 @@ class Transport:
         verify: str | bool = True,
         max_connections: int = 64,
         on_attempt: AttemptObserver | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self._token = token
         self._on_attempt = on_attempt
@@ -61,6 +62,7 @@ class Transport:
                 max_connections=max_connections, max_keepalive_connections=max_connections
             ),
             headers={"Accept": "application/json"},
+            transport=transport,
         )
 
     def __repr__(self) -> str:

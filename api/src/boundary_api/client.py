@@ -29,6 +29,7 @@ class BoundaryClient:
     5 s to connect). Idempotent calls (GET, DELETE) are retried `retries` times with jittered
     exponential backoff on transport errors and 5xx answers; others never are. `on_attempt`,
     if given, sees every HTTP attempt's method and status (0: no answer), for metrics.
+    `transport` replaces the network (an in-memory controller in tests).
     """
 
     def __init__(
@@ -42,6 +43,7 @@ class BoundaryClient:
         verify: str | bool = True,
         max_connections: int = 64,
         on_attempt: AttemptObserver | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.addr = addr.rstrip("/")
         self._transport = Transport(
@@ -53,6 +55,7 @@ class BoundaryClient:
             verify=verify,
             max_connections=max_connections,
             on_attempt=on_attempt,
+            transport=transport,
         )
         self.auth_methods = AuthMethods(self._transport)
         self.auth_tokens = AuthTokens(self._transport)
