@@ -1,17 +1,23 @@
 """What the handlers share for the operator's lifetime: settings, the Kubernetes client, a
-lazily logged-in Boundary client, and one lock per resource so a timer and an update handler
-never reconcile the same object at once."""
+lazily logged-in Boundary client, the Service publisher, and one lock per resource so a timer and
+an update handler never reconcile the same object at once.
+
+It is kopf's `memo`: `kopf.operator(memo=runtime)` hands it to every handler, so a handler can be
+called in a test with a Runtime built on fakes. kopf copies the memo for each resource object; a
+Runtime's copy is itself, so every handler sees the one login and the one set of views."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from boundary_api import BoundaryClient, Unauthenticated
+from boundary_api import Unauthenticated
+from boundary_api.ports import BoundaryPort
 from boundary_operator.boundary_session import connect
-from boundary_operator.kube import KubeClient
+from boundary_operator.kube import Credentials, KubePort
 from boundary_operator.services.desired import SyncSettings
 from boundary_operator.services.publisher import ServicePublisher
 from boundary_operator.services.sync import ServiceSync
@@ -19,24 +25,34 @@ from boundary_operator.settings import OperatorSettings
 
 log = logging.getLogger("boundary_operator")
 
+Connect = Callable[[OperatorSettings], Awaitable[BoundaryPort]]
+
 
 @dataclass
 class Runtime:
     settings: OperatorSettings
-    kube: KubeClient
-    _boundary: BoundaryClient | None = None
+    kube: KubePort
+    connect: Connect = connect
+    """Logs in to the controller (a fake's in tests)."""
+    kube_credentials: Callable[[], Awaitable[Credentials]] | None = None
+    """The live Kubernetes credentials kopf's own client logs in with."""
+    _boundary: BoundaryPort | None = None
     _login_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _publisher: ServicePublisher | None = None
+    resync_task: asyncio.Task[None] | None = None
     locks: defaultdict[str, asyncio.Lock] = field(default_factory=lambda: defaultdict(asyncio.Lock))
 
-    async def boundary(self) -> BoundaryClient | None:
+    def __copy__(self) -> Runtime:
+        return self
+
+    async def boundary(self) -> BoundaryPort | None:
         """The logged-in client, or None when the operator has no controller credentials.
         Login errors propagate so the caller can report them and back off."""
         if not self.settings.has_controller_credentials:
             return None
         async with self._login_lock:
             if self._boundary is None:
-                self._boundary = await connect(self.settings)
+                self._boundary = await self.connect(self.settings)
                 log.info("logged in to the Boundary controller at %s", self.settings.boundary_addr)
             return self._boundary
 
@@ -71,17 +87,3 @@ class Runtime:
         if self._boundary is not None:
             await self._boundary.aclose()
         await self.kube.aclose()
-
-
-_runtime: Runtime | None = None
-
-
-def set_runtime(runtime: Runtime | None) -> None:
-    global _runtime
-    _runtime = runtime
-
-
-def get_runtime() -> Runtime:
-    if _runtime is None:
-        raise RuntimeError("the operator runtime is not started")
-    return _runtime

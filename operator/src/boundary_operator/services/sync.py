@@ -17,7 +17,8 @@ from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any
 
-from boundary_api import Alias, BoundaryClient, Conflict, NotFound, Target
+from boundary_api import Alias, Conflict, NotFound, Target
+from boundary_api.ports import BoundaryPort
 from boundary_operator.services.desired import DesiredTarget
 from boundary_operator.services.ownership import OwnedIndex, Owner
 
@@ -47,7 +48,7 @@ class Outcome:
 
 
 class ServiceSync:
-    def __init__(self, boundary: BoundaryClient, cluster: str) -> None:
+    def __init__(self, boundary: BoundaryPort, cluster: str) -> None:
         self.boundary = boundary
         self.cluster = cluster
         self.writes = 0

@@ -12,7 +12,7 @@ from boundary_operator.conditions import Condition, merge_conditions
 from boundary_operator.kube import KubeError
 from boundary_operator.metrics import count_reconcile
 from boundary_operator.naming import GROUP
-from boundary_operator.runtime import get_runtime
+from boundary_operator.runtime import Runtime
 from boundary_operator.workers.service import SyncResult, WorkerService
 
 RESOURCE = (GROUP, "v1alpha1", "boundarypkiworkers")
@@ -25,8 +25,7 @@ def _backoff(retry: int) -> float:
     return float(min(300, 5 * 2**retry))
 
 
-async def _service() -> WorkerService:
-    runtime = get_runtime()
+async def _service(runtime: Runtime) -> WorkerService:
     return WorkerService(runtime.kube, await runtime.boundary(), runtime.settings)
 
 
@@ -55,11 +54,12 @@ def _write_status(body: kopf.Body, patch: kopf.Patch, result: SyncResult) -> Non
             )
 
 
-async def _reconcile(body: kopf.Body, patch: kopf.Patch, retry: int) -> SyncResult:
-    runtime = get_runtime()
+async def _reconcile(
+    runtime: Runtime, body: kopf.Body, patch: kopf.Patch, retry: int
+) -> SyncResult:
     async with runtime.locks[body["metadata"]["uid"]]:
         try:
-            result = await (await _service()).reconcile(dict(body))
+            result = await (await _service(runtime)).reconcile(dict(body))
         except (BoundaryError, KubeError) as exc:
             await runtime.forget_login(exc)
             peer = "Boundary" if isinstance(exc, BoundaryError) else "Kubernetes"
@@ -84,28 +84,32 @@ async def _reconcile(body: kopf.Body, patch: kopf.Patch, retry: int) -> SyncResu
 @kopf.on.resume(*RESOURCE)
 @kopf.on.create(*RESOURCE)
 @kopf.on.update(*RESOURCE)
-async def reconcile(body: kopf.Body, patch: kopf.Patch, retry: int, **_: Any) -> None:
+async def reconcile(
+    memo: Runtime, body: kopf.Body, patch: kopf.Patch, retry: int, **_: Any
+) -> None:
     # What is still converging (a scale-down waiting for its pods, workers connecting) is
     # picked up by the refresh timer.
-    await _reconcile(body, patch, retry)
+    await _reconcile(memo, body, patch, retry)
 
 
 @kopf.timer(*RESOURCE, interval=STATUS_INTERVAL, initial_delay=STATUS_INTERVAL)
-async def refresh(body: kopf.Body, patch: kopf.Patch, retry: int = 0, **_: Any) -> None:
+async def refresh(
+    memo: Runtime, body: kopf.Body, patch: kopf.Patch, retry: int = 0, **_: Any
+) -> None:
     """Keeps status current (workers connecting) and repairs drift."""
     if body["metadata"].get("deletionTimestamp"):
         return
-    await _reconcile(body, patch, retry)
+    await _reconcile(memo, body, patch, retry)
 
 
 @kopf.on.delete(*RESOURCE)
-async def teardown(body: kopf.Body, retry: int, **_: Any) -> None:
+async def teardown(memo: Runtime, body: kopf.Body, retry: int, **_: Any) -> None:
     """Stop the pods, then deregister the workers; the owned objects then go by garbage
     collection when kopf removes the finalizer."""
-    runtime = get_runtime()
+    runtime = memo
     async with runtime.locks[body["metadata"]["uid"]]:
         try:
-            waiting = await (await _service()).finalize(dict(body))
+            waiting = await (await _service(runtime)).finalize(dict(body))
         except (BoundaryError, KubeError) as exc:
             await runtime.forget_login(exc)
             kopf.warn(body, reason="TeardownFailed", message=str(exc))

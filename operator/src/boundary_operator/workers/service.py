@@ -12,10 +12,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from boundary_api import BoundaryClient, BoundaryError, Conflict, Worker
+from boundary_api import BoundaryError, Conflict, Worker
+from boundary_api.ports import BoundaryPort
 from boundary_operator import naming
 from boundary_operator.conditions import Condition
-from boundary_operator.kube import KubeClient, Manifest
+from boundary_operator.kube import KubePort
+from boundary_operator.manifest import Manifest
 from boundary_operator.settings import OperatorSettings
 from boundary_operator.workers import builders
 from boundary_operator.workers.spec import WorkerSpec
@@ -113,7 +115,7 @@ def _connected(worker: Worker | None, now: datetime.datetime) -> bool:
 
 class WorkerService:
     def __init__(
-        self, kube: KubeClient, boundary: BoundaryClient | None, settings: OperatorSettings
+        self, kube: KubePort, boundary: BoundaryPort | None, settings: OperatorSettings
     ) -> None:
         self.kube = kube
         self.boundary = boundary
