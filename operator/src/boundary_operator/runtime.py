@@ -54,14 +54,18 @@ class Runtime:
             if self._boundary is None:
                 self._boundary = await self.connect(self.settings)
                 log.info("logged in to the Boundary controller at %s", self.settings.boundary_addr)
+                if self._publisher is not None:
+                    # The views describe the controller, not the login: they carry over.
+                    self._publisher.sync.boundary = self._boundary
             return self._boundary
 
     async def publisher(self) -> ServicePublisher | None:
-        """The Service publisher bound to the current login (its views go with the login)."""
+        """The Service publisher; it and its views live as long as the operator, across logins
+        (a fresh one per login saw every alias as a stranger's until its first refresh)."""
         boundary = await self.boundary()
         if boundary is None:
             return None
-        if self._publisher is None or self._publisher.sync.boundary is not boundary:
+        if self._publisher is None:
             s = self.settings
             self._publisher = ServicePublisher(
                 kube=self.kube,
