@@ -21,6 +21,7 @@ from boundary_operator import kube
 from boundary_operator.kube import KubeConfigError, in_cluster_source, load_kubeconfig
 from boundary_operator.main import connection_info
 from boundary_operator.main import main as operator_main
+from boundary_operator.manifest import rfc3339
 
 SERVER = "https://127.0.0.1:6443"
 
@@ -107,7 +108,7 @@ async def test_exec_plugin_token_with_its_expiry_feeds_kopf_too(tmp_path: Path) 
     user = exec_plugin(
         tmp_path,
         f"{{'token': 'minted-' + open({str(tmp_path / 'runs')!r}).read(),"
-        f" 'expirationTimestamp': {expires.strftime('%Y-%m-%dT%H:%M:%SZ')!r}}}",
+        f" 'expirationTimestamp': {rfc3339(expires)!r}}}",
     )
     credentials = await load_kubeconfig(str(kubeconfig(tmp_path / "config", user))).load()
     assert credentials.token == "minted-1"

@@ -1,5 +1,5 @@
 """kopf handlers for BoundaryPKIWorker. Thin: they call WorkerService and translate its results
-into status, Events and retries."""
+into status, Events and retries. Each gets the Runtime as kopf's memo."""
 
 from __future__ import annotations
 
@@ -8,17 +8,16 @@ from typing import Any
 import kopf
 
 from boundary_api import BoundaryError
-from boundary_operator.conditions import Condition, merge_conditions
+from boundary_operator.conditions import Condition
 from boundary_operator.kube import KubeError
 from boundary_operator.metrics import count_reconcile
 from boundary_operator.naming import GROUP
 from boundary_operator.runtime import Runtime
-from boundary_operator.workers.service import SyncResult, WorkerService
+from boundary_operator.workers.reconcile import WorkerService
+from boundary_operator.workers.status import SyncResult, status_update
 
 RESOURCE = (GROUP, "v1alpha1", "boundarypkiworkers")
 STATUS_INTERVAL = 10.0
-WARNING_WHEN_TRUE = frozenset({"PlainTextToken"})
-"""Conditions that report a problem by being True."""
 
 
 def _backoff(retry: int) -> float:
@@ -29,29 +28,13 @@ async def _service(runtime: Runtime) -> WorkerService:
     return WorkerService(runtime.kube, await runtime.boundary(), runtime.settings)
 
 
-def _write_status(body: kopf.Body, patch: kopf.Patch, result: SyncResult) -> None:
-    previous: list[dict[str, Any]] = list(body.get("status", {}).get("conditions") or [])
-    generation = int(body["metadata"].get("generation", 0))
-    conditions = merge_conditions(result.conditions, generation, previous)
-    # Conditions this run did not evaluate keep their last value.
-    seen = {c["type"] for c in conditions}
-    conditions += [c for c in previous if c.get("type") not in seen]
-    patch.status["conditions"] = conditions
-    patch.status["observedGeneration"] = generation
-    if result.replicas:
-        patch.status["replicas"] = [r.to_status() for r in result.replicas]
-        patch.status["connectedReplicas"] = result.connected
-        patch.status["readyReplicas"] = result.connected
-    for condition in conditions:
-        old = next((c for c in previous if c.get("type") == condition["type"]), None)
-        if old is None or old.get("status") != condition["status"]:
-            healthy = (condition["status"] == "True") != (condition["type"] in WARNING_WHEN_TRUE)
-            kopf.event(
-                body,
-                type="Normal" if healthy else "Warning",
-                reason=condition["reason"],
-                message=f"{condition['type']}={condition['status']}: {condition['message']}",
-            )
+def _report(body: kopf.Body, patch: kopf.Patch, result: SyncResult) -> None:
+    """Status only when it changes, and the Events of what changed."""
+    status, events = status_update(dict(body), result)
+    if status is not None:
+        patch.status.update(status)
+    for event in [*result.events, *events]:
+        kopf.event(body, type=event.type, reason=event.reason, message=event.message)
 
 
 async def _reconcile(
@@ -70,14 +53,12 @@ async def _reconcile(
                     Condition("Ready", False, "SyncFailed", message),
                 ]
             )
-            _write_status(body, patch, failed)
+            _report(body, patch, failed)
             count_reconcile("BoundaryPKIWorker", ok=False)
             kopf.warn(body, reason="SyncFailed", message=message)
             raise kopf.TemporaryError(message, delay=_backoff(retry)) from exc
     count_reconcile("BoundaryPKIWorker", ok=True)
-    for event in result.events:
-        kopf.event(body, type=event.type, reason=event.reason, message=event.message)
-    _write_status(body, patch, result)
+    _report(body, patch, result)
     return result
 
 
