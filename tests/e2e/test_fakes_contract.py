@@ -52,7 +52,7 @@ async def test_rate_limit_on_the_real_controller(stack_env: StackEnv) -> None:
     )
 
 
-@pytest_asyncio.fixture(loop_scope="session")
+@pytest_asyncio.fixture(loop_scope="session", scope="module")
 async def kube(stack_env: StackEnv, kubectl: Kubectl) -> AsyncIterator[KubeClient]:
     kubectl("create", "namespace", NAMESPACE)
     client = KubeClient(load_kubeconfig(stack_env.values["KUBECONFIG"]))

@@ -5,7 +5,8 @@ against the real controller by the contract tests (tests/test_boundary_contract.
 tests/e2e/test_boundary_contract.py):
 
 - unique names (a target's within its project, a worker's, an alias value) answer 400
-  InvalidArgument with the controller's own message;
+  InvalidArgument with the controller's own message, and so does a target address shorter than
+  3 characters (naming the field);
 - updates carry a version; a stale one answers 404 "... incorrect version provided";
 - deletes of what does not exist answer 404; deleting a target leaves its aliases behind with
   no destination;
@@ -50,8 +51,20 @@ JSON = dict[str, Any]
 
 
 class Answer(Exception):
-    def __init__(self, status: int, kind: str, message: str) -> None:
-        self.status, self.kind, self.message = status, kind, message
+    def __init__(
+        self, status: int, kind: str, message: str, fields: dict[str, str] | None = None
+    ) -> None:
+        self.status, self.kind, self.message, self.fields = status, kind, message, fields or {}
+
+
+def _check_address(address: str) -> None:
+    if address and not 3 <= len(address) <= 255:
+        raise Answer(
+            400,
+            "InvalidArgument",
+            "Error in provided request.",
+            {"address": "Address length must be between 3 and 255 characters."},
+        )
 
 
 def _now() -> str:
@@ -153,7 +166,10 @@ class FakeController:
                     return httpx.Response(429, headers={"Retry-After": str(wait)})
             status, answer = self._route(request.method, path, query, body)
         except Answer as error:
-            payload = {"kind": error.kind, "message": error.message}
+            payload: JSON = {"kind": error.kind, "message": error.message}
+            if error.fields:
+                fields = [{"name": k, "description": v} for k, v in error.fields.items()]
+                payload["details"] = {"request_fields": fields}
             return httpx.Response(error.status, json=payload)
         if status == 204:
             return httpx.Response(204)
@@ -254,6 +270,7 @@ class FakeController:
         if name == "targets":
             if body.get("scope_id") not in self.scopes:
                 raise Answer(404, "NotFound", NOT_FOUND)
+            _check_address(body.get("address", ""))
             self._unique(name, "name", body.get("name"), body["scope_id"])
             item.update(
                 scope_id=body["scope_id"],
@@ -301,6 +318,8 @@ class FakeController:
             self._unique(name, "name", changes["name"], item["scope_id"], skip=item["id"])
         if name == "aliases" and "value" in changes:
             self._unique(name, "value", changes["value"], None, skip=item["id"])
+        if name == "targets" and "address" in changes:
+            _check_address(changes["address"])
         attributes = changes.pop("attributes", None)
         if name == "credentials" and attributes:
             if "password" in attributes:

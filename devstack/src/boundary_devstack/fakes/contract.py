@@ -33,11 +33,13 @@ async def _raises(kind: type[Exception], call: Awaitable[object]) -> Exception:
 async def unique_names_answer_400_with_the_real_message(
     boundary: BoundaryPort, project: str, tag: str
 ) -> None:
-    target = await boundary.targets.create_tcp(project, f"{tag}-t", address="db", default_port=1)
+    target = await boundary.targets.create_tcp(
+        project, f"{tag}-t", address="db.contract", default_port=1
+    )
     try:
         taken = await _raises(
             Conflict,
-            boundary.targets.create_tcp(project, f"{tag}-t", address="db", default_port=1),
+            boundary.targets.create_tcp(project, f"{tag}-t", address="db.contract", default_port=1),
         )
         assert isinstance(taken, Conflict)
         assert (taken.status, taken.kind, taken.message) == (400, "InvalidArgument", UNIQUE)
@@ -55,7 +57,9 @@ async def unique_names_answer_400_with_the_real_message(
 async def stale_versions_and_missing_objects_answer_404(
     boundary: BoundaryPort, project: str, tag: str
 ) -> None:
-    target = await boundary.targets.create_tcp(project, f"{tag}-v", address="db", default_port=1)
+    target = await boundary.targets.create_tcp(
+        project, f"{tag}-v", address="db.contract", default_port=1
+    )
     updated = await boundary.targets.update(target.id, target.version, address="db2")
     assert updated.version == target.version + 1
     stale = await _raises(StaleVersion, boundary.targets.update(target.id, target.version))
@@ -75,7 +79,9 @@ async def listings_page_and_deltas_carry_changes_and_removals(
     boundary: BoundaryPort, project: str, tag: str
 ) -> None:
     made = [
-        await boundary.targets.create_tcp(project, f"{tag}-l{n}", address="db", default_port=1)
+        await boundary.targets.create_tcp(
+            project, f"{tag}-l{n}", address="db.contract", default_port=1
+        )
         for n in range(3)
     ]
     ours = {t.id for t in made}
@@ -87,7 +93,7 @@ async def listings_page_and_deltas_carry_changes_and_removals(
         changed = await boundary.targets.update(made[0].id, made[0].version, address="moved")
         await boundary.targets.delete(made[1].id)
         added = await boundary.targets.create_tcp(
-            project, f"{tag}-l3", address="db", default_port=1
+            project, f"{tag}-l3", address="db.contract", default_port=1
         )
         ours = {made[0].id, made[2].id, added.id}
         delta = await boundary.targets.list(project, list_token=first.list_token)
