@@ -44,8 +44,12 @@ def admission(crds: None, kubectl: Kubectl) -> None:
     def policy_enforced() -> bool:
         try:
             kubectl("create", "--dry-run=server", "-f", "-", input_text=json.dumps(probe))
-        except CommandFailed:
-            return True
+        except CommandFailed as refused:
+            # Only the policy's own refusal counts; another failure (the CRD not served yet,
+            # a timeout) means it is not enforced yet.
+            return (
+                "ValidatingAdmissionPolicy" in refused.stderr and "spec.tags keys" in refused.stderr
+            )
         return False
 
     assert wait_for(policy_enforced, timeout=30)

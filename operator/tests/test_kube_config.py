@@ -5,12 +5,13 @@ apiserver)."""
 
 from __future__ import annotations
 
+import atexit
 import base64
 import datetime
 import json
 import os
-import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -215,28 +216,19 @@ async def test_inline_key_material_goes_only_to_the_private_directory(tmp_path: 
     assert files[1].read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----")
 
 
-def test_the_private_directory_is_gone_when_the_process_exits(tmp_path: Path) -> None:
-    secret = base64.b64encode(b"key").decode()
-    path = kubeconfig(
-        tmp_path / "config", {"client-certificate-data": secret, "client-key-data": secret}
-    )
-    program = (
-        "import asyncio, sys\n"
-        "from boundary_operator import kube\n"
-        f"asyncio.run(kube.load_kubeconfig({str(path)!r}).load())\n"
-        "print(kube.private_dir())\n"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", program],
-        capture_output=True,
-        text=True,
-        check=True,
-        env={**os.environ, "TMPDIR": str(tmp_path)},
-        timeout=60,
-    ).stdout.strip()
-    assert out.startswith(str(tmp_path))
-    assert not Path(out).exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["config"]
+def test_the_private_directory_is_removed_at_exit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at_exit: list[tuple[Any, tuple[Any, ...]]] = []
+    monkeypatch.setattr(kube, "_private_dir", None)
+    monkeypatch.setattr(atexit, "register", lambda f, *args: at_exit.append((f, args)))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    directory = kube.private_dir()
+    assert directory.parent == tmp_path
+    (directory / "client.key").write_text("secret")
+    for function, args in at_exit:  # what the interpreter runs as it exits
+        function(*args)
+    assert list(tmp_path.iterdir()) == []
 
 
 def run_operator(
