@@ -7,7 +7,8 @@ tests/e2e/test_boundary_contract.py):
 - unique names (a target's within its project, a worker's, an alias value) answer 400
   InvalidArgument with the controller's own message, and so does a target address shorter than
   3 characters (naming the field);
-- updates carry a version; a stale one answers 404 "... incorrect version provided";
+- updates carry a version; a stale one answers 404 "... incorrect version provided", and one
+  changing no field answers 400 naming the update mask;
 - deletes of what does not exist answer 404; deleting a target leaves its aliases behind with
   no destination;
 - listings page, hand out list tokens, and answer a token with only the changes since
@@ -217,6 +218,13 @@ class FakeController:
             return 204, None
         if action == "authorize-session":
             return 200, {"item": self._authorize(item)}
+        if method == "PATCH" and not set(body) - {"version"}:
+            raise Answer(
+                400,
+                "InvalidArgument",
+                "No valid fields included in the update mask.",
+                {"update_mask": "No valid paths provided in the update mask."},
+            )
         self._check_version(name, item, body)
         if method == "PATCH":
             return 200, self._update(name, item, body)

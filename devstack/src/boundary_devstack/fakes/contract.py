@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from boundary_api import Conflict, NotFound, RateLimited, StaleVersion
+from boundary_api import Conflict, InvalidArgument, NotFound, RateLimited, StaleVersion
 from boundary_api.client import BoundaryClient
 from boundary_api.ports import BoundaryPort
 from boundary_devstack.fakes.boundary import UNIQUE
@@ -62,8 +62,14 @@ async def stale_versions_and_missing_objects_answer_404(
     )
     updated = await boundary.targets.update(target.id, target.version, address="db2")
     assert updated.version == target.version + 1
-    stale = await _raises(StaleVersion, boundary.targets.update(target.id, target.version))
+    stale = await _raises(
+        StaleVersion, boundary.targets.update(target.id, target.version, address="db3.contract")
+    )
     assert isinstance(stale, NotFound)
+    # An update that changes nothing is refused before its version is looked at.
+    empty = await _raises(InvalidArgument, boundary.targets.update(target.id, updated.version))
+    assert isinstance(empty, InvalidArgument)
+    assert "update_mask" in empty.fields
     alias = await boundary.aliases.create(f"{tag}-v.contract", destination_id=target.id)
     await boundary.targets.delete(target.id)
     await _raises(NotFound, boundary.targets.delete(target.id))
