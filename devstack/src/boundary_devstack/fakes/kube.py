@@ -3,9 +3,10 @@ on, each checked against the real apiserver by the contract tests
 (tests/test_kube_contract.py and tests/e2e/test_kube_contract.py):
 
 - server-side apply creates or updates; an apply that changes nothing leaves resourceVersion as
-  it is; each field is owned by the manager that applied it, and applying a field another
-  manager owns with a different value is a 409 Conflict unless forced (which takes it over);
-  fields a manager stops applying go, unless another manager owns them;
+  it is; each field is owned by the managers that applied it (applying the same value shares
+  it), and applying a field another manager owns with a different value is a 409 Conflict
+  unless forced (which takes it over); fields a manager stops applying go, unless another
+  manager owns them too;
 - a merge patch carrying a stale metadata.resourceVersion is a 409 Conflict;
 - get of what does not exist is None, delete of it False;
 - list filters by namespace and label selector (k=v, comma-separated);
