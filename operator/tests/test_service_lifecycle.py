@@ -236,3 +236,70 @@ async def test_a_relogin_keeps_the_views_and_reports_no_false_conflict() -> None
     assert await again.publish(service("db", "uid-db"))
     assert (controller.total_writes, [e for e in kube.events if e["type"] == "Warning"]) == before
     await runtime.aclose()
+
+
+def credentials_secret(password: str, version: str) -> dict[str, Any]:
+    import base64
+
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "db-login", "namespace": NAMESPACE, "resourceVersion": version},
+        "data": {
+            "username": base64.b64encode(b"app").decode(),
+            "password": base64.b64encode(password.encode()).decode(),
+        },
+    }
+
+
+async def test_brokered_credentials_follow_the_secret_and_go_with_the_annotation(
+    world: World,
+) -> None:
+    world.kube.objects[("Secret", NAMESPACE, "db-login")] = credentials_secret("first", "1")
+    annotated = {"boundaryproject.io/credentials-secret": "db-login"}
+    world.kube.put(service("db", "uid-db", **annotated))
+    assert await world.publish("db")
+    boundary = await login(world.controller)
+    session = await boundary.sessions.authorize(f"db.{NAMESPACE}.{CLUSTER}")
+    assert [(c.username, c.password) for c in session.credentials] == [("app", "first")]
+    stores = len(world.controller.objects("credential-stores"))
+    assert stores == 1
+
+    # Unchanged Secret: nothing written.
+    before = world.writes()
+    assert await world.publish("db")
+    assert world.writes() == before
+
+    # A new password (a new resourceVersion) updates the credential in place.
+    world.kube.objects[("Secret", NAMESPACE, "db-login")] = credentials_secret("second", "2")
+    assert await world.publish("db")
+    session = await boundary.sessions.authorize(f"db.{NAMESPACE}.{CLUSTER}")
+    assert [(c.username, c.password) for c in session.credentials] == [("app", "second")]
+    assert len(world.controller.objects("credential-stores")) == stores
+
+    # The annotation goes: so do the credential and its store.
+    world.kube.put(service("db", "uid-db"))
+    assert await world.publish("db")
+    session = await boundary.sessions.authorize(f"db.{NAMESPACE}.{CLUSTER}")
+    assert session.credentials == []
+    assert world.controller.objects("credentials") == {}
+    assert world.controller.objects("credential-stores") == {}
+    await boundary.aclose()
+
+
+async def test_invalid_annotations_are_one_warning_and_no_call(world: World) -> None:
+    world.kube.put(
+        service(
+            "bad",
+            "uid-bad",
+            **{"boundaryproject.io/alias": "Not_Valid", "boundaryproject.io/ports": "nope"},
+        )
+    )
+    reads = sum(world.controller.reads.values())
+    assert not await world.publish("bad")
+    assert not await world.publish("bad")
+    assert len(world.warnings()) == 1
+    assert "Not_Valid" in world.warnings()[0]
+    assert "'nope'" in world.warnings()[0]
+    assert sum(world.controller.reads.values()) == reads
+    assert world.controller.total_writes == 1  # the login
