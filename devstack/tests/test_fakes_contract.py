@@ -51,11 +51,10 @@ async def test_field_ownership_on_the_fake() -> None:
     await contract.apply_owns_fields_per_manager(kube, kube.as_manager("other"), "contract", "fake")
 
 
-async def test_unauthenticated_after_the_token_ends() -> None:
-    from boundary_api import Unauthenticated
-
+async def test_revoked_token_on_the_fake() -> None:
     controller = FakeController()
-    boundary = await login(controller)
-    controller.expire_tokens()
-    with pytest.raises(Unauthenticated):
-        await boundary.targets.list(PROJECT)
+
+    async def fresh(**options: Any) -> BoundaryClient:
+        return await login(controller, **options)
+
+    await contract.a_revoked_token_is_refused_with_403_and_found_dead(fresh, PROJECT)

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from boundary_api import BoundaryClient, Unauthenticated
+from boundary_api import BoundaryClient, PermissionDenied
 from boundary_devstack.fakes import FakeController, FakeKube
 from boundary_devstack.fakes.boundary import AUTH_METHOD, LOGIN, PASSWORD, PROJECT
 from boundary_operator.runtime import Runtime
@@ -226,8 +226,8 @@ async def test_a_relogin_keeps_the_views_and_reports_no_false_conflict() -> None
     first = await runtime.publisher()
     assert first is not None
     assert await first.publish(service("db", "uid-db"))
-    controller.expire_tokens()  # the login expires; the next call fails and logs in again
-    with pytest.raises(Unauthenticated) as expired:
+    controller.expire_tokens()  # the login ends; the next call is refused and logs in again
+    with pytest.raises(PermissionDenied) as expired:
         await first.publish(service("db", "uid-db", **{"boundaryproject.io/alias": "x.example"}))
     await runtime.forget_login(expired.value)
     again = await runtime.publisher()  # logs in again
@@ -303,3 +303,22 @@ async def test_invalid_annotations_are_one_warning_and_no_call(world: World) -> 
     assert "'nope'" in world.warnings()[0]
     assert sum(world.controller.reads.values()) == reads
     assert world.controller.total_writes == 1  # the login
+
+
+async def test_a_missing_grant_is_not_taken_for_an_ended_login() -> None:
+    controller = FakeController()
+
+    async def connect(_: OperatorSettings) -> BoundaryClient:
+        return await login(controller)
+
+    settings = OperatorSettings.model_validate(
+        {"BOUNDARY_ADDR": "http://fake-controller", "BOUNDARY_TOKEN": "at_1234567890_x"}
+    )
+    runtime = Runtime(settings, FakeKube(), connect=connect)
+    first = await runtime.boundary()
+    await runtime.forget_login(PermissionDenied("Forbidden.", status=403))
+    assert await runtime.boundary() is first  # the token still works: no new login
+    controller.expire_tokens()
+    await runtime.forget_login(PermissionDenied("Forbidden.", status=403))
+    assert await runtime.boundary() is not first
+    await runtime.aclose()

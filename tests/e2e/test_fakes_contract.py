@@ -43,6 +43,15 @@ async def test_boundary_scenario_on_the_real_controller(
         await boundary.aclose()
 
 
+async def test_revoked_token_on_the_real_controller(stack_env: StackEnv) -> None:
+    async def fresh(**options: Any) -> BoundaryClient:
+        return await login(stack_env, **options)
+
+    await contract.a_revoked_token_is_refused_with_403_and_found_dead(
+        fresh, stack_env.values["BOUNDARY_PROJECT_ID"]
+    )
+
+
 async def test_rate_limit_on_the_real_controller(stack_env: StackEnv) -> None:
     async def fresh(**options: Any) -> BoundaryClient:
         return await login(stack_env, **options)

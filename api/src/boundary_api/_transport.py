@@ -73,6 +73,13 @@ class Transport:
     def has_token(self) -> bool:
         return self._token is not None
 
+    @property
+    def token_id(self) -> str | None:
+        """The id of the token in use (at_<10 characters>: the part before its secret)."""
+        if not self._token or not self._token.startswith("at_"):
+            return None
+        return "_".join(self._token.split("_")[:2])
+
     def set_token(self, token: str | None) -> None:
         self._token = token
 

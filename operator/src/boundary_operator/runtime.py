@@ -14,7 +14,7 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from boundary_api import Unauthenticated
+from boundary_api import PermissionDenied, Unauthenticated
 from boundary_api.ports import BoundaryPort
 from boundary_operator.boundary_session import connect
 from boundary_operator.kube import Credentials, KubePort
@@ -82,10 +82,19 @@ class Runtime:
         return self._publisher
 
     async def forget_login(self, error: BaseException) -> None:
-        """After Unauthenticated (an expired token), log in afresh next time."""
-        if isinstance(error, Unauthenticated) and self._boundary is not None:
-            await self._boundary.aclose()
-            self._boundary = None
+        """After a refusal that may mean the login ended (the controller answers an expired or
+        revoked token with 403, like a missing grant), log in afresh next time, once the
+        token itself is found dead: a real missing grant does not make it log in again."""
+        boundary = self._boundary
+        if boundary is None or not isinstance(error, Unauthenticated | PermissionDenied):
+            return
+        if isinstance(error, PermissionDenied) and await boundary.login_alive():
+            return
+        async with self._login_lock:
+            if self._boundary is boundary:
+                await boundary.aclose()
+                self._boundary = None
+                log.info("the Boundary login ended (%s); logging in again", error.message)
 
     async def aclose(self) -> None:
         if self._boundary is not None:

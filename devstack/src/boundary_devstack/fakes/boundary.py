@@ -17,7 +17,8 @@ tests/e2e/test_boundary_contract.py):
   with Retry-After; `throttle(n, retry_after)` makes the next n calls of any kind answer 429;
 - authorize-session takes a target id or an alias value and answers `{"item": ...}` with a
   decodable authorization token;
-- a token that `expire_tokens` ended answers 401.
+- a token that ended (revoked through auth-tokens, or by `expire_tokens`) is answered like an
+  unknown caller: 403 PermissionDenied, as the real controller does, not 401.
 
 `writes` and `reads` count the calls, by method, as the operator's metrics do."""
 
@@ -186,10 +187,13 @@ class FakeController:
         calls.append(now)
         return 0
 
-    def _authenticate(self, request: httpx.Request) -> None:
+    def _authenticate(self, request: httpx.Request) -> str:
+        """The caller's token id. An unknown or ended token is an anonymous caller, who may do
+        nothing here: 403, as the real controller answers."""
         token = request.headers.get("Authorization", "").removeprefix("Bearer ")
         if token not in self._tokens:
-            raise Answer(401, "Unauthenticated", "Unauthenticated, or invalid token.")
+            raise Answer(403, "PermissionDenied", "Forbidden.")
+        return self._tokens[token]
 
     def _route(self, method: str, path: str, query: dict[str, str], body: JSON) -> tuple[int, Any]:
         name, _, rest = path.partition("/")
@@ -202,7 +206,10 @@ class FakeController:
             return 200, self._scopes(resource_id, query)
         if name == "users" and action == "list-resolvable-aliases":
             return 200, self._listing("aliases", query, lambda a: bool(a["destination_id"]))
-        if name == "auth-tokens" and method == "GET":
+        if name == "auth-tokens" and resource_id in self._tokens.values():
+            if method == "DELETE":
+                self._tokens = {t: i for t, i in self._tokens.items() if i != resource_id}
+                return 204, None
             return 200, {"id": resource_id, "user_id": USER, "auth_method_id": AUTH_METHOD}
         if name not in self._collections:
             raise Answer(404, "NotFound", NOT_FOUND)

@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from boundary_api import Conflict, InvalidArgument, NotFound, RateLimited, StaleVersion
+from boundary_api import (
+    Conflict,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    RateLimited,
+    StaleVersion,
+)
 from boundary_api.client import BoundaryClient
 from boundary_api.ports import BoundaryPort
 from boundary_devstack.fakes.boundary import UNIQUE
@@ -137,6 +144,23 @@ async def authorize_session_by_alias_has_the_real_shape(
     finally:
         await boundary.aliases.delete(alias.id)
         await boundary.targets.delete(target.id)
+
+
+async def a_revoked_token_is_refused_with_403_and_found_dead(login: Login, project: str) -> None:
+    """The controller answers an ended token as an unknown caller (403, like a missing grant);
+    reading the token itself tells a dead login from a missing grant."""
+    boundary = await login()
+    try:
+        assert await boundary.login_alive()
+        token_id = boundary.token_id
+        assert token_id is not None
+        await boundary.auth_tokens.delete(token_id)
+        refused = await _raises(PermissionDenied, boundary.targets.list(project))
+        assert isinstance(refused, PermissionDenied)
+        assert refused.status == 403
+        assert not await boundary.login_alive()
+    finally:
+        await boundary.aclose()
 
 
 async def list_calls_are_rate_limited_with_retry_after(login: Login, project: str) -> None:
