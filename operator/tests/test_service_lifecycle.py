@@ -15,6 +15,7 @@ import pytest
 from boundary_api import BoundaryClient, PermissionDenied
 from boundary_devstack.fakes import FakeController, FakeKube
 from boundary_devstack.fakes.boundary import AUTH_METHOD, LOGIN, PASSWORD, PROJECT
+from boundary_devstack.manifests import exposed_service
 from boundary_operator.runtime import Runtime
 from boundary_operator.services.desired import TARGETS_STATUS, SyncSettings
 from boundary_operator.services.publisher import ServicePublisher
@@ -26,17 +27,8 @@ SETTINGS = SyncSettings(cluster_name=CLUSTER, default_scope=PROJECT)
 
 
 def service(name: str, uid: str, **annotations: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {
-            "name": name,
-            "namespace": NAMESPACE,
-            "uid": uid,
-            "annotations": {"boundaryproject.io/expose": "true", **annotations},
-        },
-        "spec": {"clusterIP": "10.96.0.9", "ports": [{"name": "pg", "port": 5432}]},
-    }
+    ports = [{"name": "pg", "port": 5432}]
+    return exposed_service(NAMESPACE, name, uid=uid, annotations=annotations, ports=ports)
 
 
 async def login(controller: FakeController) -> BoundaryClient:

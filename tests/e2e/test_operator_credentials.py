@@ -6,7 +6,10 @@ operator runs, past the old token's expiry."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -32,6 +35,7 @@ from boundary_devstack.credentials import (
     short_lived_token,
     write_service_account_dir,
 )
+from boundary_devstack.manifests import exposed_service
 from boundary_devstack.process import ManagedProcess
 from boundary_devstack.stack import StackEnv, wait_for
 
@@ -56,16 +60,7 @@ def chart(
 
 
 def service(name: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {
-            "name": name,
-            "namespace": NAMESPACE,
-            "annotations": {"boundaryproject.io/expose": "true"},
-        },
-        "spec": {"ports": [{"name": "http", "port": 80}], "selector": {"app": name}},
-    }
+    return exposed_service(NAMESPACE, name)
 
 
 def targets_of(cli: BoundaryCLI, name: str) -> list[dict[str, Any]]:
@@ -192,3 +187,40 @@ def test_in_cluster_token_rotated_past_the_old_tokens_expiry(
         clean_up(kubectl, boundary_cli, "after")
     finally:
         process.stop()
+
+
+def test_refused_credentials_stop_the_operator_with_one_line(
+    stack_env: StackEnv, kubectl: Kubectl, tmp_path: Path
+) -> None:
+    cluster = json.loads(kubectl("config", "view", "--raw", "--minify", "-o", "json"))["clusters"][
+        0
+    ]
+    config = tmp_path / "refused.kubeconfig"
+    config.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "c",
+                "clusters": [{"name": "stack", "cluster": cluster["cluster"]}],
+                "users": [{"name": "nobody", "user": {"token": "not-a-real-token"}}],
+                "contexts": [{"name": "c", "context": {"cluster": "stack", "user": "nobody"}}],
+            }
+        )
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BOUNDARY_", "KUBE"))}
+    env.update(KUBECONFIG=str(config), BOUNDARY_ADDR=stack_env.values["BOUNDARY_ADDR"])
+    result = subprocess.run(
+        [sys.executable, "-m", "boundary_operator.main", "run"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"boundary-operator: the apiserver refused the credentials of kubeconfig {config}: "
+        "Unauthorized"
+    )

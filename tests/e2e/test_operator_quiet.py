@@ -20,6 +20,7 @@ import pytest
 
 from boundary_devstack.chart import ChartOperator, operator_under_chart, scenario_values
 from boundary_devstack.clients import BoundaryCLI, CommandFailed, Kubectl
+from boundary_devstack.manifests import exposed_service
 from boundary_devstack.metrics import writes
 from boundary_devstack.operator_process import pod_runner_process
 from boundary_devstack.process import ManagedProcess
@@ -47,16 +48,7 @@ def operator(
 
 
 def service(name: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {
-            "name": name,
-            "namespace": NAMESPACE,
-            "annotations": {"boundaryproject.io/expose": "true"},
-        },
-        "spec": {"ports": [{"name": "http", "port": 80}], "selector": {"app": name}},
-    }
+    return exposed_service(NAMESPACE, name)
 
 
 def our_targets(cli: BoundaryCLI) -> list[dict[str, Any]]:
