@@ -231,6 +231,35 @@ def test_the_private_directory_is_removed_at_exit(
     assert list(tmp_path.iterdir()) == []
 
 
+def test_private_directories_of_killed_processes_go_at_the_next_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(kube, "_private_dir", None)
+    monkeypatch.setattr(atexit, "register", lambda *_: None)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    orphan = tmp_path / "boundary-operator-999999999-abc"  # no such process
+    orphan.mkdir()
+    (orphan / "client.key").write_text("secret")
+    alive = tmp_path / f"boundary-operator-{os.getppid()}-def"
+    alive.mkdir()
+    mine = kube.private_dir()
+    assert not orphan.exists()
+    assert alive.exists()
+    assert mine.name.startswith(f"boundary-operator-{os.getpid()}-")
+
+
+async def test_no_private_directory_without_inline_key_material(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(kube, "_private_dir", None)
+    monkeypatch.setattr(atexit, "register", lambda *_: None)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    path = kubeconfig(tmp_path / "config", {"token": "static"})
+    await load_kubeconfig(str(path)).load()
+    assert list((tmp_path / "tmp").iterdir()) == []
+
+
 def run_operator(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],

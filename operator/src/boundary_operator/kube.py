@@ -83,17 +83,40 @@ class KubeConfigError(Exception):
 
 # ---------------------------------------------------------------------- private directory
 
+_PRIVATE_PREFIX = "boundary-operator-"
 _private_dir: Path | None = None
 
 
 def private_dir() -> Path:
     """The process's private directory for key material the ssl module reads from files:
-    made on first use (0700), removed at exit."""
+    made on first use (0700, named after the process), removed at exit. A process killed
+    outright cannot remove its own: the next one removes those of processes that are gone."""
     global _private_dir
     if _private_dir is None:
-        _private_dir = Path(tempfile.mkdtemp(prefix="boundary-operator-"))
-        atexit.register(shutil.rmtree, _private_dir, True)
+        _remove_orphaned_private_dirs()
+        _private_dir = Path(tempfile.mkdtemp(prefix=f"{_PRIVATE_PREFIX}{os.getpid()}-"))
+        atexit.register(_remove_private_dir, _private_dir)
     return _private_dir
+
+
+def _remove_private_dir(directory: Path) -> None:
+    global _private_dir
+    shutil.rmtree(directory, ignore_errors=True)
+    if _private_dir == directory:
+        _private_dir = None
+
+
+def _remove_orphaned_private_dirs() -> None:
+    for directory in Path(tempfile.gettempdir()).glob(f"{_PRIVATE_PREFIX}*-*"):
+        pid = directory.name.removeprefix(_PRIVATE_PREFIX).split("-", 1)[0]
+        try:
+            if not pid.isdigit() or directory.stat().st_uid != os.geteuid():
+                continue
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(directory, ignore_errors=True)
+        except OSError:
+            continue
 
 
 # ---------------------------------------------------------------------- where credentials come from
@@ -295,6 +318,10 @@ async def _load_kubeconfig(source: KubeConfigSource) -> Credentials:
         raise KubeConfigError(f"{source.describe()}: {type(exc).__name__}: {cause}") from None
     user = loader._user  # the library keeps the context's user only there
     exec_plugin = user is not None and "exec" in user
+    if not exec_plugin and not any(private_dir().iterdir()):
+        # Nothing was inline, and nothing can come later (only an exec plugin's certificates
+        # would): no directory to leave behind.
+        _remove_private_dir(private_dir())
     if exec_plugin and not getattr(loader, "token", None) and not configuration.cert_file:
         command = user["exec"].safe_get("command")
         cause = "; ".join(errors) or "it returned no credentials"
