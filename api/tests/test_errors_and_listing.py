@@ -61,9 +61,14 @@ def test_invalid_argument_lists_every_field() -> None:
     assert "attributes.default_port: cannot be zero" in str(error)
 
 
-def test_stale_version_is_both_conflict_and_not_found() -> None:
-    assert issubclass(StaleVersion, Conflict)
-    assert issubclass(StaleVersion, NotFound)
+@pytest.mark.parametrize("caught_as", [Conflict, NotFound])
+def test_a_stale_version_answer_is_caught_as_conflict_and_as_not_found(
+    caught_as: type[Exception],
+) -> None:
+    # The sync catches NotFound for objects gone, Conflict for clashes: a stale version is both.
+    body = {"kind": "NotFound", "message": 'Target "t" not found or incorrect version provided.'}
+    with pytest.raises(caught_as):
+        raise error_from_body(body, 404, "PATCH", "targets/t")
 
 
 def test_list_token_refusals_are_recognised() -> None:

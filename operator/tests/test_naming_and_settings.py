@@ -8,7 +8,7 @@ from pydantic import ValidationError
 from boundary_api import Worker
 from boundary_operator import naming
 from boundary_operator.settings import OperatorSettings
-from boundary_operator.workers.service import Identity
+from boundary_operator.workers.tokens import Identity
 
 
 def test_worker_names_are_lowercase_and_safe() -> None:

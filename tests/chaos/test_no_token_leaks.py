@@ -11,7 +11,6 @@ holds as a key name, so it cannot be searched for."""
 from __future__ import annotations
 
 import base64
-import re
 import secrets
 import uuid
 from pathlib import Path
@@ -23,10 +22,8 @@ import dns.query
 from boundary_devstack.agent_process import local_agent
 from boundary_devstack.chart import operator_under_chart, scenario_values
 from boundary_devstack.clients import BoundaryCLI, CommandFailed, Helm, Kubectl
+from boundary_devstack.leaks import TOKEN_SHAPES
 from boundary_devstack.stack import StackEnv, wait_for
-
-# Auth tokens are at_<10 chars>_<secret>; controller-led activation tokens start neslat_.
-TOKEN_SHAPES = re.compile(r"\bat_[0-9A-Za-z]{10}_[0-9A-Za-z]{8,}|\bneslat_[0-9A-Za-z]{8,}")
 
 
 def _activation_tokens(kubectl: Kubectl, namespace: str) -> list[str]:

@@ -55,9 +55,15 @@ async def test_kill_9_mid_sync_loses_nothing(
             if round_number:
                 scenario.mutate(kubectl, round_number)
                 operator.start()
-            # The operator needs ~1.5 s to start and log in; a few seconds more to sync it all.
-            killed_after = scenario.rng.uniform(1.0, 4.0)
-            await asyncio.sleep(killed_after)
+            # Killed mid-sync: once the operator has synced something and before it is done
+            # (at a random moment within that window), never before it started or after.
+            started_round = time.monotonic()
+            at_start = len(await scenario.problems(boundary, untouched))
+            pending = at_start
+            while pending >= at_start and time.monotonic() - started_round < 60:
+                await asyncio.sleep(scenario.rng.uniform(0.05, 0.3))
+                pending = len(await scenario.problems(boundary, untouched))
+            killed_after = time.monotonic() - started_round
             operator.kill()
             pending_at_kill = len(await scenario.problems(boundary, untouched))
             operator.start()
@@ -80,5 +86,8 @@ async def test_kill_9_mid_sync_loses_nothing(
     print(json.dumps(report))
     mid_sync = sum(1 for r in report if r["unsynced_at_kill"])
     print(f"{ROUNDS} rounds, {mid_sync} killed mid-sync, nothing lost or duplicated")
+    # Every round's kill came with work still pending: otherwise it tested a restart, not a
+    # kill in the middle of a sync.
+    assert mid_sync == ROUNDS, report
     await boundary.targets.delete(untouched["target"].id)
     kubectl("delete", "namespace", namespace, "--wait=false")

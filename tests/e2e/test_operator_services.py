@@ -18,8 +18,10 @@ from typing import Any
 
 import pytest
 
-from boundary_devstack.chart import operator_under_chart, scenario_values
+from boundary_devstack.chart import ChartOperator, operator_under_chart, scenario_values
 from boundary_devstack.clients import BoundaryCLI, CommandFailed, Kubectl
+from boundary_devstack.leaks import token_like
+from boundary_devstack.metrics import writes
 from boundary_devstack.netns import NamespaceHost
 from boundary_devstack.operator_process import pod_runner_process
 from boundary_devstack.process import ManagedProcess
@@ -32,9 +34,9 @@ BACKEND_IP = "10.96.200.10"
 
 
 @pytest.fixture(scope="module")
-def operator(
+def chart_operator(
     stack_env: StackEnv, kubectl: Kubectl, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ManagedProcess]:
+) -> Iterator[tuple[ManagedProcess, ChartOperator]]:
     kubectl("apply", "-f", str(REPO / "crds"))
     kubectl("create", "namespace", NAMESPACE)
     # Under exactly the Helm chart's ServiceAccount and settings: this proves its RBAC is enough.
@@ -44,9 +46,15 @@ def operator(
         f"bk-{CLUSTER}",
         tmp_path_factory.mktemp("operator"),
         **scenario_values(stack_env, CLUSTER),
-    ) as (process, _):
-        yield process
+    ) as (process, chart):
+        yield process, chart
+    assert token_like(process.log_tail(100_000)) == []
     kubectl("delete", "namespace", NAMESPACE, "--wait=false")
+
+
+@pytest.fixture(scope="module")
+def operator(chart_operator: tuple[ManagedProcess, ChartOperator]) -> ManagedProcess:
+    return chart_operator[0]
 
 
 @pytest.fixture(scope="module")
@@ -259,8 +267,12 @@ def test_credentials_secret_is_brokered_and_follows_changes(
 
 
 def test_invalid_annotations_give_one_warning_and_no_writes(
-    egress_worker: str, kubectl: Kubectl, boundary_cli: BoundaryCLI
+    egress_worker: str,
+    kubectl: Kubectl,
+    boundary_cli: BoundaryCLI,
+    chart_operator: tuple[ManagedProcess, ChartOperator],
 ) -> None:
+    metrics_port = chart_operator[1].metrics_port
     kubectl.apply(
         service(
             "bad",
@@ -282,8 +294,11 @@ def test_invalid_annotations_give_one_warning_and_no_writes(
     message = warnings()[0]["message"]
     for fragment in ("Bad_Alias", "'nope'", "'missing'", "'absent'", "'soon'"):
         assert fragment in message
+    before = writes(metrics_port)
     subprocess.run(["sleep", "7"], check=True)  # two resyncs
     assert len(warnings()) == 1
+    # Nothing else changes meanwhile in this namespace: every write would be for "bad".
+    assert writes(metrics_port) == before
     assert targets_of(boundary_cli, "bad") == []
     kubectl("delete", "service", "bad", "-n", NAMESPACE)
 

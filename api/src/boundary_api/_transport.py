@@ -48,6 +48,7 @@ class Transport:
         verify: str | bool = True,
         max_connections: int = 64,
         on_attempt: AttemptObserver | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self._token = token
         self._on_attempt = on_attempt
@@ -61,6 +62,7 @@ class Transport:
                 max_connections=max_connections, max_keepalive_connections=max_connections
             ),
             headers={"Accept": "application/json"},
+            transport=transport,
         )
 
     def __repr__(self) -> str:
@@ -70,6 +72,13 @@ class Transport:
     @property
     def has_token(self) -> bool:
         return self._token is not None
+
+    @property
+    def token_id(self) -> str | None:
+        """The id of the token in use (at_<10 characters>: the part before its secret)."""
+        if not self._token or not self._token.startswith("at_"):
+            return None
+        return "_".join(self._token.split("_")[:2])
 
     def set_token(self, token: str | None) -> None:
         self._token = token

@@ -7,6 +7,7 @@ from types import TracebackType
 import httpx
 
 from boundary_api._transport import DEFAULT_TIMEOUT, AttemptObserver, Transport
+from boundary_api.errors import BoundaryError, NotFound, PermissionDenied, Unauthenticated
 from boundary_api.models import AuthToken
 from boundary_api.resources.aliases import Aliases
 from boundary_api.resources.auth import AuthMethods, AuthTokens
@@ -29,6 +30,7 @@ class BoundaryClient:
     5 s to connect). Idempotent calls (GET, DELETE) are retried `retries` times with jittered
     exponential backoff on transport errors and 5xx answers; others never are. `on_attempt`,
     if given, sees every HTTP attempt's method and status (0: no answer), for metrics.
+    `transport` replaces the network (an in-memory controller in tests).
     """
 
     def __init__(
@@ -42,6 +44,7 @@ class BoundaryClient:
         verify: str | bool = True,
         max_connections: int = 64,
         on_attempt: AttemptObserver | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.addr = addr.rstrip("/")
         self._transport = Transport(
@@ -53,6 +56,7 @@ class BoundaryClient:
             verify=verify,
             max_connections=max_connections,
             on_attempt=on_attempt,
+            transport=transport,
         )
         self.auth_methods = AuthMethods(self._transport)
         self.auth_tokens = AuthTokens(self._transport)
@@ -73,6 +77,26 @@ class BoundaryClient:
         self, auth_method_id: str, login_name: str, password: str
     ) -> AuthToken:
         return await self.auth_methods.authenticate_password(auth_method_id, login_name, password)
+
+    @property
+    def token_id(self) -> str | None:
+        """The id of the auth token in use, if any (never the token itself)."""
+        return self._transport.token_id
+
+    async def login_alive(self) -> bool:
+        """Whether the token in use still works. The controller answers a revoked or expired
+        token as it answers anyone unknown, with 403 like a missing grant: reading the token
+        itself (a grant every user has) tells the two apart."""
+        token_id = self.token_id
+        if token_id is None:
+            return False
+        try:
+            await self.auth_tokens.read(token_id)
+        except (NotFound, PermissionDenied, Unauthenticated):
+            return False
+        except BoundaryError:
+            return True  # cannot tell now (the controller is away); the next refusal asks again
+        return True
 
     def use_token(self, token: str | None) -> None:
         self._transport.set_token(token)

@@ -14,10 +14,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
 from boundary_devstack.clients import Helm, Kubectl
+from boundary_devstack.credentials import in_cluster_command
 from boundary_devstack.net import free_port
 from boundary_devstack.process import ManagedProcess
 from boundary_devstack.stack import StackEnv
@@ -151,18 +153,32 @@ def chart_operator(
     return ChartOperator(kubeconfig=kubeconfig, env=env, metrics_port=metrics_port)
 
 
-def operator_process(operator: ChartOperator, log_dir: Path, name: str) -> ManagedProcess:
-    """The operator as the chart's pod would run it: its env, its ServiceAccount."""
+def operator_process(
+    operator: ChartOperator,
+    log_dir: Path,
+    name: str,
+    *,
+    kubeconfig: Path | None = None,
+    in_cluster: tuple[Path, str] | None = None,
+) -> ManagedProcess:
+    """The operator as the chart's pod would run it: its env, its ServiceAccount. By default
+    through a kubeconfig holding the account's token (or `kubeconfig`); with `in_cluster`
+    (service-account directory, apiserver URL) as in a pod: the directory mounted where the
+    kubelet mounts it, KUBERNETES_SERVICE_HOST/PORT set and no kubeconfig."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("BOUNDARY_")}
     env.update(operator.env)
-    env["KUBECONFIG"] = str(operator.kubeconfig)
     env.pop("KUBERNETES_SERVICE_HOST", None)
-    return ManagedProcess(
-        name,
-        [sys.executable, "-m", "boundary_operator.main", "run"],
-        log_path=log_dir / f"{name}.log",
-        env=env,
-    )
+    argv = [sys.executable, "-m", "boundary_operator.main", "run"]
+    if in_cluster is not None:
+        directory, server = in_cluster
+        address = urlsplit(server)
+        env.pop("KUBECONFIG", None)
+        env["KUBERNETES_SERVICE_HOST"] = str(address.hostname)
+        env["KUBERNETES_SERVICE_PORT"] = str(address.port)
+        argv = in_cluster_command(directory, argv)
+    else:
+        env["KUBECONFIG"] = str(kubeconfig or operator.kubeconfig)
+    return ManagedProcess(name, argv, log_path=log_dir / f"{name}.log", env=env)
 
 
 def release_full_name(release: str) -> str:

@@ -89,9 +89,17 @@ class BoundaryCLI:
             "BOUNDARY_PASSWORD": self.stack.values["BOUNDARY_PASSWORD"],
         }
         env.pop("BOUNDARY_TOKEN", None)
+        # `authenticate` would start the CLI's cache daemon, which outlives the tests; no test
+        # here needs the cache.
+        env["BOUNDARY_SKIP_CACHE_DAEMON"] = "true"
         if self._token:
             env["BK_BOUNDARY_TOKEN"] = self._token
         return env
+
+    @property
+    def token_id(self) -> str:
+        """The id of the CLI's own auth token (at_<10 characters>), once logged in."""
+        return "_".join((self._token or "").split("_")[:2])
 
     def login(self) -> None:
         result = _run(

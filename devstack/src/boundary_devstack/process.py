@@ -36,6 +36,25 @@ def ensure_system_user(name: str) -> None:
         subprocess.run(["useradd", "--system", "--no-create-home", name], check=True)
 
 
+def processes_marked(marker: str) -> dict[int, str]:
+    """Live processes whose environment (as they were started) holds `marker` ("NAME=value"),
+    by pid, with their command line: what a test session started, daemons included."""
+    found: dict[int, str] = {}
+    wanted = marker.encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if wanted not in (entry / "environ").read_bytes().split(b"\0"):
+                continue
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+        except OSError:
+            continue  # gone meanwhile, or a zombie
+        if command:
+            found[int(entry.name)] = command
+    return found
+
+
 def tail(path: Path, lines: int = 30) -> str:
     try:
         text = path.read_text(errors="replace")

@@ -35,6 +35,8 @@ SERVICE_CIDR = "10.96.0.0/16"
 SERVICE_API_IP = "10.96.0.1"
 POD_CIDR = "10.244.0.0/16"
 FAKE_NODE_NAME = "kwok-node-0"
+SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
+"""The apiserver's service-account token issuer, and so its API audience too."""
 
 REQUIRED_PROGRAMS = (
     "boundary",
@@ -267,7 +269,7 @@ class LocalStack:
                 f"--tls-private-key-file={pki.serving_key}",
                 f"--client-ca-file={pki.ca_cert}",
                 "--authorization-mode=Node,RBAC",
-                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
                 f"--service-account-key-file={pki.service_account_pub}",
                 f"--service-account-signing-key-file={pki.service_account_key}",
                 f"--service-cluster-ip-range={SERVICE_CIDR}",

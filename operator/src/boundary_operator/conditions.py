@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import datetime
 from dataclasses import dataclass
 from typing import Any
+
+from boundary_operator.manifest import rfc3339
 
 
 @dataclass(frozen=True)
@@ -18,10 +19,8 @@ class Condition:
         """Keep lastTransitionTime when the status did not change."""
         status = "True" if self.status else "False"
         old = next((c for c in previous if c.get("type") == self.type), None)
-        if old and old.get("status") == status:
-            since = old.get("lastTransitionTime")
-        else:
-            since = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        kept = old and old.get("status") == status
+        since = old.get("lastTransitionTime") if old and kept else rfc3339()
         return {
             "type": self.type,
             "status": status,

@@ -8,12 +8,12 @@ from __future__ import annotations
 import asyncio
 import time
 
-from boundary_operator.kube import KubeClient
+from boundary_operator.kube import KubePort
 
 KIND = "BoundaryPKIWorker"
 
 
-async def _present(kube: KubeClient, namespaces: list[str]) -> list[str]:
+async def _present(kube: KubePort, namespaces: list[str]) -> list[str]:
     found = []
     scopes: list[str | None] = [*namespaces] if namespaces else [None]
     for namespace in scopes:
@@ -24,7 +24,7 @@ async def _present(kube: KubeClient, namespaces: list[str]) -> list[str]:
 
 
 async def drain(
-    kube: KubeClient, namespaces: list[str], *, timeout: float, poll: float = 2.0
+    kube: KubePort, namespaces: list[str], *, timeout: float, poll: float = 2.0
 ) -> list[str]:
     """Delete the BoundaryPKIWorkers of `namespaces` (every namespace when empty); return those
     still present after `timeout` seconds (empty: drained)."""

@@ -5,18 +5,28 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
 import logging
 import os
+import signal
 import sys
 from typing import Any
 
 import kopf
 
 from boundary_operator.drain import drain
-from boundary_operator.kube import KubeClient, KubeCredentials, KubeError, default_credentials
+from boundary_operator.kube import (
+    Credentials,
+    KubeClient,
+    KubeConfigError,
+    KubeError,
+    default_source,
+)
 from boundary_operator.metrics import serve as serve_metrics
-from boundary_operator.runtime import Runtime, set_runtime
+from boundary_operator.runtime import Runtime
 from boundary_operator.settings import OperatorSettings
+
+log = logging.getLogger("boundary_operator")
 
 # Flag -> environment variable.
 FLAGS = {
@@ -45,17 +55,47 @@ def _register_handlers() -> None:
     from boundary_operator.workers import handlers as worker_handlers  # noqa: F401
 
 
+LOGIN_MARGIN = datetime.timedelta(seconds=60)
+"""Log in again this long before the token expires (less for tokens shorter-lived than 10x)."""
+
+
 @kopf.on.login()
-def login(**_: Any) -> kopf.ConnectionInfo:
-    credentials: KubeCredentials = default_credentials()
+async def login(memo: Runtime, **_: Any) -> kopf.ConnectionInfo:
+    """kopf's own connection, from the same live credentials as the operator's client: the
+    same kubeconfig, exec plugin or service account, renewed the same way."""
+    if memo.kube_credentials is None:
+        raise kopf.PermanentError("the operator runs without Kubernetes credentials")
+    credentials = await memo.kube_credentials()
+    # kopf asks at start, near the expiration we gave it, and after a 401: fetch afresh
+    # unless the token in hand is known to be good for a while.
+    expiration = credentials.expiration
+    now = datetime.datetime.now(datetime.UTC)
+    await credentials.refresh(force=expiration is None or expiration - now <= LOGIN_MARGIN)
+    return connection_info(credentials)
+
+
+def connection_info(credentials: Credentials) -> kopf.ConnectionInfo:
+    config = credentials.configuration
+    expiration = credentials.expiration
+    now = datetime.datetime.now(datetime.UTC)
+    if expiration is not None and expiration <= now:
+        expiration = None  # a stale token file: let a 401 bring kopf back, not a login loop
+    if expiration is not None:
+        expiration -= min(LOGIN_MARGIN, (expiration - now) / 10)
     return kopf.ConnectionInfo(
-        server=credentials.server,
-        ca_path=credentials.ca_file,
-        certificate_path=credentials.client_cert,
-        private_key_path=credentials.client_key,
+        server=config.host,
+        ca_path=config.ssl_ca_cert,
+        insecure=not config.verify_ssl,
+        certificate_path=config.cert_file,
+        private_key_path=config.key_file,
+        scheme="Bearer" if credentials.token else None,
         token=credentials.token,
-        insecure=credentials.insecure,
+        expiration=expiration,
     )
+
+
+WATCH_SERVER_TIMEOUT = 300  # whole seconds: the apiserver refuses "300.0"
+"""The apiserver ends each watch after this long; kopf then starts the next one."""
 
 
 @kopf.on.startup()
@@ -68,16 +108,18 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         prefix="workers.boundaryproject.io", key="last-handled-configuration"
     )
     settings.posting.level = logging.INFO
-    settings.watching.server_timeout = 300
-    set_runtime(Runtime(OperatorSettings(), KubeClient(default_credentials())))
+    settings.watching.server_timeout = WATCH_SERVER_TIMEOUT
+    # A watch whose apiserver vanished without closing it (a dropped connection) is given up
+    # a little after the server would have ended it, not left hanging forever.
+    settings.watching.client_timeout = WATCH_SERVER_TIMEOUT + 30
+    settings.watching.connect_timeout = 10
+    settings.networking.connect_timeout = 10
+    settings.networking.request_timeout = 60
 
 
 @kopf.on.cleanup()
-async def close(**_: Any) -> None:
-    from boundary_operator.runtime import get_runtime
-
-    await get_runtime().aclose()
-    set_runtime(None)
+async def close(memo: Runtime, **_: Any) -> None:
+    await memo.aclose()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,27 +153,57 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = OperatorSettings()
     except ValueError as exc:
-        print(f"boundary-operator: invalid configuration: {exc}", file=sys.stderr)
-        return 2
+        return _fail(f"invalid configuration: {' '.join(str(exc).split())}", code=2)
+    if not settings.boundary_addr:
+        return _fail("no controller address: set BOUNDARY_ADDR (or --boundary-addr)", code=2)
+    try:
+        asyncio.run(_run(settings))
+    except KubeConfigError as exc:
+        return _fail(str(exc))
+    return 0
+
+
+def _fail(message: str, code: int = 1) -> int:
+    print(f"boundary-operator: {message}", file=sys.stderr)
+    return code
+
+
+async def _run(settings: OperatorSettings) -> None:
+    """Check the Kubernetes configuration first (a bad one ends the run with one line, not a
+    traceback or kopf's login retries), then run kopf with the runtime as its memo."""
+    kube = KubeClient(default_source())
+    try:
+        credentials = await kube.credentials()
+        try:
+            log.info("authenticated to the apiserver as %s", await kube.whoami())
+        except KubeError as exc:
+            # Down for now: kopf retries, as after any apiserver outage.
+            log.warning("cannot check the Kubernetes credentials yet: %s", exc)
+    except BaseException:
+        await kube.aclose()
+        raise
+    log.info("Kubernetes credentials from %s", credentials.source.describe())
     _register_handlers()
     serve_metrics(settings.metrics_port)
     namespaces = settings.namespaces
     liveness = f"http://0.0.0.0:{settings.health_port}/healthz" if settings.health_port else None
-    asyncio.run(
-        kopf.operator(
-            clusterwide=not namespaces,
-            namespaces=namespaces,
-            standalone=True,
-            liveness_endpoint=liveness,
-        )
+    await kopf.operator(
+        clusterwide=not namespaces,
+        namespaces=namespaces,
+        standalone=True,
+        liveness_endpoint=liveness,
+        memo=Runtime(settings, kube, kube_credentials=kube.credentials),
     )
-    return 0
 
 
 def _drain(namespaces: list[str], timeout: float) -> int:
+    # SIGTERM (a Job's pod deleted) unwinds like Ctrl-C, so the private directory goes.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
     async def run() -> list[str]:
-        kube = KubeClient(default_credentials())
+        kube = KubeClient(default_source())
         try:
+            await kube.whoami()
             return await drain(kube, namespaces, timeout=timeout)
         finally:
             await kube.aclose()
@@ -139,6 +211,9 @@ def _drain(namespaces: list[str], timeout: float) -> int:
     where = ", ".join(namespaces) or "every namespace"
     try:
         remaining = asyncio.run(run())
+    except KubeConfigError as exc:
+        print(f"boundary-operator drain: {exc}", file=sys.stderr)
+        return 1
     except KubeError as exc:
         print(f"boundary-operator drain: {exc}", file=sys.stderr)
         return 1

@@ -10,6 +10,12 @@ BOUNDARY_REQUESTS = Counter(
     "HTTP attempts to the Boundary controller, retries included; code 0 means no answer.",
     ["method", "code"],
 )
+KUBE_REQUESTS = Counter(
+    "boundary_operator_kube_requests",
+    "HTTP requests of the operator's own client to the apiserver (kopf's watches and status "
+    "patches not included); code 0 means no answer.",
+    ["method", "code"],
+)
 RECONCILES = Counter(
     "boundary_operator_reconciles",
     "Reconciles of BoundaryPKIWorkers and Services, by outcome.",
@@ -19,6 +25,10 @@ RECONCILES = Counter(
 
 def count_boundary_attempt(method: str, status: int) -> None:
     BOUNDARY_REQUESTS.labels(method=method, code=str(status)).inc()
+
+
+def count_kube_request(method: str, status: int) -> None:
+    KUBE_REQUESTS.labels(method=method, code=str(status)).inc()
 
 
 def count_reconcile(kind: str, ok: bool) -> None:

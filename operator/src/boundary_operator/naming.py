@@ -17,21 +17,29 @@ def boundary_worker_name(cluster: str, namespace: str, name: str, ordinal: int) 
     return _BAD.sub("-", f"{cluster}-{namespace}-{name}-{ordinal}".lower())
 
 
-def worker_owner_description(
-    cluster: str, namespace: str, name: str, uid: str, ordinal: int
-) -> str:
-    return (
-        f"{OWNER_MARKER} cluster={cluster} namespace={namespace} worker={name} uid={uid} "
-        f"ordinal={ordinal}"
-    )
+def owner_marker(**fields: str | int) -> str:
+    """The description that marks a Boundary object as ours: the marker, then key=value pairs
+    (values hold no spaces: they are Kubernetes names, uids and numbers)."""
+    return " ".join([OWNER_MARKER, *(f"{key}={value}" for key, value in fields.items())])
 
 
-def parse_owner_description(description: str) -> dict[str, str] | None:
-    """The ownership fields of a description we wrote, or None if not ours."""
+def parse_owner_marker(description: str, *required: str) -> dict[str, str] | None:
+    """The fields of a description `owner_marker` wrote, or None when it is not ours or lacks
+    one of `required`."""
     if not description.startswith(OWNER_MARKER + " "):
         return None
     fields = dict(part.split("=", 1) for part in description.split()[1:] if "=" in part)
-    return fields if {"cluster", "namespace", "worker", "uid", "ordinal"} <= fields.keys() else None
+    return fields if set(required) <= fields.keys() else None
+
+
+def worker_selector_labels(name: str) -> dict[str, str]:
+    """The labels that select a BoundaryPKIWorker's pods. Never changes with image or version:
+    a StatefulSet's selector is immutable."""
+    return {"app.kubernetes.io/name": "boundary-worker", "app.kubernetes.io/instance": name}
+
+
+def label_selector(labels: dict[str, str]) -> str:
+    return ",".join(f"{key}={value}" for key, value in labels.items())
 
 
 def pod_name(name: str, ordinal: int) -> str:

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
+
+from boundary_operator.manifest import Manifest
 
 PREFIX = "boundaryproject.io/"
 EXPOSE = PREFIX + "expose"
@@ -31,8 +32,6 @@ TARGETS_STATUS = PREFIX + "targets"
 """Written by the operator: the Service's targets and aliases."""
 
 _LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-
-Manifest = dict[str, Any]
 
 
 @dataclass(frozen=True)

@@ -13,15 +13,14 @@ import kopf
 from boundary_api import BoundaryError
 from boundary_operator.kube import KubeError
 from boundary_operator.metrics import count_reconcile
-from boundary_operator.runtime import get_runtime
+from boundary_operator.runtime import Runtime
 
 log = logging.getLogger("boundary_operator.services")
-_resync_task: asyncio.Task[None] | None = None
 
 
 @kopf.on.event("", "v1", "services")
-async def service_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
-    runtime = get_runtime()
+async def service_event(memo: Runtime, event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+    runtime = memo
     try:
         publisher = await runtime.publisher()
         if publisher is None:
@@ -45,8 +44,7 @@ async def service_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None
             kopf.warn(body, reason="SyncFailed", message=str(exc))
 
 
-async def _resync_forever() -> None:
-    runtime = get_runtime()
+async def resync_forever(runtime: Runtime) -> None:
     failures = 0
     while True:
         try:
@@ -80,14 +78,13 @@ async def _resync_forever() -> None:
 
 
 @kopf.on.startup()
-async def start_resync(**_: Any) -> None:
-    global _resync_task
-    _resync_task = asyncio.create_task(_resync_forever(), name="service-resync")
+async def start_resync(memo: Runtime, **_: Any) -> None:
+    memo.resync_task = asyncio.create_task(resync_forever(memo), name="service-resync")
 
 
 @kopf.on.cleanup()
-async def stop_resync(**_: Any) -> None:
-    if _resync_task is not None:
-        _resync_task.cancel()
+async def stop_resync(memo: Runtime, **_: Any) -> None:
+    if memo.resync_task is not None:
+        memo.resync_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            await _resync_task
+            await memo.resync_task

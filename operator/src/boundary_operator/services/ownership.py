@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
-from boundary_operator.naming import OWNER_MARKER
+from boundary_operator.naming import owner_marker, parse_owner_marker
 
 
 @dataclass(frozen=True)
@@ -23,27 +23,23 @@ class Owner:
     port: str
 
     def description(self, extra: str = "") -> str:
-        text = (
-            f"{OWNER_MARKER} cluster={self.cluster} namespace={self.namespace} "
-            f"service={self.service} uid={self.uid} port={self.port}"
+        text = owner_marker(
+            cluster=self.cluster,
+            namespace=self.namespace,
+            service=self.service,
+            uid=self.uid,
+            port=self.port,
         )
         return f"{text} {extra}".rstrip()
 
     @classmethod
     def parse(cls, description: str) -> Owner | None:
-        if not description.startswith(OWNER_MARKER + " "):
+        fields = parse_owner_marker(description, "cluster", "namespace", "service", "uid", "port")
+        if fields is None:
             return None
-        fields = dict(p.split("=", 1) for p in description.split()[1:] if "=" in p)
-        try:
-            return cls(
-                fields["cluster"],
-                fields["namespace"],
-                fields["service"],
-                fields["uid"],
-                fields["port"],
-            )
-        except KeyError:
-            return None
+        return cls(
+            fields["cluster"], fields["namespace"], fields["service"], fields["uid"], fields["port"]
+        )
 
     @classmethod
     def of_cluster(cls, description: str, cluster: str) -> Owner | None:

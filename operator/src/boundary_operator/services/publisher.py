@@ -10,7 +10,8 @@ import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from boundary_operator.kube import KubeClient, Manifest
+from boundary_operator.kube import KubePort
+from boundary_operator.manifest import Manifest
 from boundary_operator.services.desired import (
     CREDENTIALS_SECRET,
     TARGETS_STATUS,
@@ -36,7 +37,7 @@ class ResyncReport:
 
 @dataclass
 class ServicePublisher:
-    kube: KubeClient
+    kube: KubePort
     sync: ServiceSync
     settings: SyncSettings
     namespaces: list[str] = field(default_factory=list)

@@ -17,7 +17,8 @@ from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any
 
-from boundary_api import Alias, BoundaryClient, Conflict, NotFound, Target
+from boundary_api import Alias, Conflict, NotFound, Target
+from boundary_api.ports import BoundaryPort
 from boundary_operator.services.desired import DesiredTarget
 from boundary_operator.services.ownership import OwnedIndex, Owner
 
@@ -47,7 +48,7 @@ class Outcome:
 
 
 class ServiceSync:
-    def __init__(self, boundary: BoundaryClient, cluster: str) -> None:
+    def __init__(self, boundary: BoundaryPort, cluster: str) -> None:
         self.boundary = boundary
         self.cluster = cluster
         self.writes = 0
@@ -58,6 +59,8 @@ class ServiceSync:
         self._alias_token: str | None = None
         self._projects: dict[str, str] = {}
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._first_refresh = asyncio.Lock()
+        self._refreshed = False
 
     # ------------------------------------------------------------------ views
 
@@ -73,6 +76,16 @@ class ServiceSync:
         targets.apply_to(self._targets)
         aliases.apply_to(self._aliases)
         self._target_token, self._alias_token = targets.list_token, aliases.list_token
+        self._refreshed = True
+
+    async def _views_ready(self) -> None:
+        """Views start empty: until the first listing, every alias would look free and every
+        target name taken by a stranger. A sync before any resync lists first."""
+        if self._refreshed:
+            return
+        async with self._first_refresh:
+            if not self._refreshed:
+                await self.refresh()
 
     def _ours(self, description: str) -> Owner | None:
         return Owner.of_cluster(description, self.cluster)
@@ -99,6 +112,7 @@ class ServiceSync:
     async def sync_service(
         self, namespace: str, service: str, uid: str, desired: list[DesiredTarget]
     ) -> Outcome:
+        await self._views_ready()
         async with self._locks[uid]:
             return await self._sync(namespace, service, uid, desired)
 
@@ -324,6 +338,7 @@ class ServiceSync:
 
     async def remove_service(self, uid: str) -> Outcome:
         """Everything we created for a Service that is gone or no longer exposed."""
+        await self._views_ready()
         async with self._locks[uid]:
             outcome = Outcome()
             aliases = {o.port: a for o, a in self.owned_aliases(uid).values()}

@@ -13,6 +13,7 @@ from typing import Any
 import jinja2
 
 from boundary_operator import naming
+from boundary_operator.manifest import Manifest
 from boundary_operator.workers.spec import WorkerSpec
 
 PROXY_PORT = 9202
@@ -31,8 +32,6 @@ _TEMPLATES = jinja2.Environment(
     autoescape=False,  # noqa: S701 - HCL, not HTML; values are quoted with tojson
 )
 
-Manifest = dict[str, Any]
-
 
 @dataclass(frozen=True)
 class WorkerContext:
@@ -50,11 +49,7 @@ class WorkerContext:
 
     @property
     def selector_labels(self) -> dict[str, str]:
-        # Never changes with image or version: a StatefulSet's selector is immutable.
-        return {
-            "app.kubernetes.io/name": "boundary-worker",
-            "app.kubernetes.io/instance": self.name,
-        }
+        return naming.worker_selector_labels(self.name)
 
     @property
     def labels(self) -> dict[str, str]:

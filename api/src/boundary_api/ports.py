@@ -1,0 +1,167 @@
+"""BoundaryPort: the narrow part of the controller API the operator and the agent call, as
+protocols. BoundaryClient satisfies it; tests give the same client an in-memory controller
+(boundary_devstack.fakes.FakeController) through its `transport`, so the fake sits behind the
+real client's paths, error mapping and listings."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from boundary_api.listing import Listing
+from boundary_api.models import (
+    Alias,
+    AuthTokenInfo,
+    CreatedWorker,
+    Credential,
+    CredentialStore,
+    Scope,
+    SessionAuthorization,
+    Target,
+    Worker,
+)
+
+
+class WorkersPort(Protocol):
+    async def create_controller_led(
+        self, name: str, *, scope_id: str = ..., description: str = ...
+    ) -> CreatedWorker: ...
+    async def list(self, *, scope_id: str = ..., filter: str = ...) -> list[Worker]: ...
+    async def delete(self, worker_id: str) -> None: ...
+
+
+class TargetsPort(Protocol):
+    async def create_tcp(
+        self,
+        scope_id: str,
+        name: str,
+        *,
+        address: str,
+        default_port: int,
+        description: str = ...,
+        egress_worker_filter: str = ...,
+        session_max_seconds: int | None = ...,
+        session_connection_limit: int | None = ...,
+    ) -> Target: ...
+    async def read(self, target_id: str) -> Target: ...
+    async def update(
+        self,
+        target_id: str,
+        version: int,
+        *,
+        name: str = ...,
+        description: str = ...,
+        address: str = ...,
+        default_port: int = ...,
+        egress_worker_filter: str | None = ...,
+        session_max_seconds: int = ...,
+        session_connection_limit: int = ...,
+    ) -> Target: ...
+    async def delete(self, target_id: str) -> None: ...
+    async def list(
+        self,
+        scope_id: str = ...,
+        *,
+        recursive: bool = ...,
+        filter: str = ...,
+        list_token: str | None = ...,
+        page_size: int | None = ...,
+    ) -> Listing[Target]: ...
+    async def set_credential_sources(
+        self, target_id: str, version: int, brokered: Sequence[str]
+    ) -> Target: ...
+
+
+class AliasesPort(Protocol):
+    async def create(
+        self, value: str, *, destination_id: str = ..., description: str = ...
+    ) -> Alias: ...
+    async def delete(self, alias_id: str) -> None: ...
+    async def list(
+        self,
+        scope_id: str = ...,
+        *,
+        filter: str = ...,
+        list_token: str | None = ...,
+        page_size: int | None = ...,
+    ) -> Listing[Alias]: ...
+
+
+class CredentialStoresPort(Protocol):
+    async def create_static(
+        self, scope_id: str, *, name: str = ..., description: str = ...
+    ) -> CredentialStore: ...
+    async def delete(self, store_id: str) -> None: ...
+
+
+class CredentialsPort(Protocol):
+    async def create_username_password(
+        self,
+        store_id: str,
+        *,
+        username: str,
+        password: str,
+        name: str = ...,
+        description: str = ...,
+    ) -> Credential: ...
+    async def update_username_password(
+        self,
+        credential_id: str,
+        version: int,
+        *,
+        username: str = ...,
+        password: str = ...,
+        name: str = ...,
+        description: str = ...,
+    ) -> Credential: ...
+    async def read(self, credential_id: str) -> Credential: ...
+    async def delete(self, credential_id: str) -> None: ...
+
+
+class ScopesPort(Protocol):
+    async def find_project(self, name_or_id: str) -> Scope: ...
+
+
+class AuthTokensPort(Protocol):
+    async def read(self, token_id: str) -> AuthTokenInfo: ...
+    async def delete(self, token_id: str) -> None: ...
+
+
+class UsersPort(Protocol):
+    async def list_resolvable_aliases(
+        self, user_id: str, *, list_token: str | None = ..., page_size: int | None = ...
+    ) -> Listing[Alias]: ...
+
+
+class SessionsPort(Protocol):
+    async def authorize(self, target: str, *, host_id: str = ...) -> SessionAuthorization: ...
+
+
+class BoundaryPort(Protocol):
+    """What the operator (workers, targets, aliases, credentials, scopes) and the agent
+    (auth-tokens read, users list-resolvable-aliases, targets read, authorize-session) call."""
+
+    @property
+    def workers(self) -> WorkersPort: ...
+    @property
+    def targets(self) -> TargetsPort: ...
+    @property
+    def aliases(self) -> AliasesPort: ...
+    @property
+    def credential_stores(self) -> CredentialStoresPort: ...
+    @property
+    def credentials(self) -> CredentialsPort: ...
+    @property
+    def scopes(self) -> ScopesPort: ...
+    @property
+    def auth_tokens(self) -> AuthTokensPort: ...
+    @property
+    def users(self) -> UsersPort: ...
+    @property
+    def sessions(self) -> SessionsPort: ...
+
+    @property
+    def token_id(self) -> str | None: ...
+
+    async def login_alive(self) -> bool: ...
+    async def aclose(self) -> None: ...

@@ -1,0 +1,488 @@
+"""An in-memory Boundary controller, served to the real `boundary_api.BoundaryClient` through
+httpx.MockTransport: the client's paths, error mapping, retries and listings all run as against
+the real controller. It keeps the semantics the operator and the agent rely on, each checked
+against the real controller by the contract tests (tests/test_boundary_contract.py and
+tests/e2e/test_boundary_contract.py):
+
+- unique names (a target's within its project, a worker's, an alias value) answer 400
+  InvalidArgument with the controller's own message, and so does a target address shorter than
+  3 characters (naming the field);
+- updates carry a version; a stale one answers 404 "... incorrect version provided", and one
+  changing no field answers 400 naming the update mask;
+- deletes of what does not exist answer 404; deleting a target leaves its aliases behind with
+  no destination;
+- listings page, hand out list tokens, and answer a token with only the changes since
+  (`removed_ids` for deletions); an unknown token answers 400 naming the list token;
+- list calls are rate-limited per token (150 in 30 s, as the real controller), answering 429
+  with Retry-After; `throttle(n, retry_after)` makes the next n calls of any kind answer 429;
+- authorize-session takes a target id or an alias value and answers `{"item": ...}` with a
+  decodable authorization token;
+- a token that ended (revoked through auth-tokens, or by `expire_tokens`) is answered like an
+  unknown caller: 403 PermissionDenied, as the real controller does, not 401.
+
+`writes` and `reads` count the calls, by method, as the operator's metrics do."""
+
+from __future__ import annotations
+
+import datetime
+import itertools
+import json
+import math
+import re
+import time
+from collections import Counter, defaultdict, deque
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote
+
+import httpx
+
+from boundary_api import BoundaryClient
+from boundary_api.authdata import base58_encode, encode_varint
+
+UNIQUE = (
+    "Invalid request.  Request attempted to make second resource with the same field value "
+    "that must be unique."
+)
+NOT_FOUND = "Resource not found."
+ORG, PROJECT = "o_1234567890", "p_1234567890"
+AUTH_METHOD, LOGIN, PASSWORD = "ampw_1234567890", "admin", "password"
+USER = "u_1234567890"
+
+JSON = dict[str, Any]
+
+
+class Answer(Exception):
+    def __init__(
+        self, status: int, kind: str, message: str, fields: dict[str, str] | None = None
+    ) -> None:
+        self.status, self.kind, self.message, self.fields = status, kind, message, fields or {}
+
+
+def _check_address(address: str) -> None:
+    if address and not 3 <= len(address) <= 255:
+        raise Answer(
+            400,
+            "InvalidArgument",
+            "Error in provided request.",
+            {"address": "Address length must be between 3 and 255 characters."},
+        )
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _field(number: int, value: int | bytes) -> bytes:
+    if isinstance(value, int):
+        return encode_varint(number << 3) + encode_varint(value)
+    return encode_varint(number << 3 | 2) + encode_varint(len(value)) + value
+
+
+@dataclass
+class Collection:
+    """Objects of one kind, with the change sequence list tokens refer to."""
+
+    prefix: str
+    items: dict[str, JSON] = field(default_factory=dict)
+    changed: dict[str, int] = field(default_factory=dict)
+    removed: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class FakeController:
+    scopes: dict[str, JSON] = field(
+        default_factory=lambda: {
+            "global": {"id": "global", "type": "global", "name": "global", "scope_id": ""},
+            ORG: {"id": ORG, "type": "org", "name": "Generated org scope", "scope_id": "global"},
+            PROJECT: {
+                "id": PROJECT,
+                "type": "project",
+                "name": "Generated project scope",
+                "scope_id": ORG,
+            },
+        }
+    )
+    worker_address: str = "127.0.0.1:9202"
+    writes: Counter[str] = field(default_factory=Counter)
+    reads: Counter[str] = field(default_factory=Counter)
+    _collections: dict[str, Collection] = field(default_factory=dict)
+    _tokens: dict[str, str] = field(default_factory=dict)
+    _seq: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1000000000))
+    _throttled: list[float] = field(default_factory=list)
+    list_quota: int = 150
+    quota_window: float = 30.0
+    _lists: defaultdict[str, deque[float]] = field(default_factory=lambda: defaultdict(deque))
+
+    def __post_init__(self) -> None:
+        for name, prefix in (
+            ("targets", "ttcp"),
+            ("aliases", "alt"),
+            ("workers", "w"),
+            ("credential-stores", "csst"),
+            ("credentials", "credup"),
+        ):
+            self._collections[name] = Collection(prefix)
+
+    # ------------------------------------------------------------------ knobs
+
+    def client(self, **options: Any) -> BoundaryClient:
+        """A real BoundaryClient whose network is this controller."""
+        options.setdefault("backoff", 0.0)
+        return BoundaryClient("http://fake-controller", transport=self.transport(), **options)
+
+    def transport(self) -> httpx.MockTransport:
+        return httpx.MockTransport(self.handle)
+
+    def throttle(self, count: int, retry_after: float = 0.0) -> None:
+        """The next `count` calls answer 429 with this Retry-After."""
+        self._throttled.extend([retry_after] * count)
+
+    def expire_tokens(self) -> None:
+        self._tokens.clear()
+
+    def objects(self, collection: str) -> dict[str, JSON]:
+        return self._collections[collection].items
+
+    @property
+    def total_writes(self) -> int:
+        return sum(self.writes.values())
+
+    # ------------------------------------------------------------------ HTTP
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        if self._throttled:
+            wait = self._throttled.pop(0)
+            return httpx.Response(429, headers={"Retry-After": f"{wait:g}"})
+        (self.reads if request.method == "GET" else self.writes)[request.method] += 1
+        path = unquote(request.url.path.removeprefix("/v1/"))
+        query = dict(request.url.params)
+        body: JSON = json.loads(request.content) if request.content else {}
+        try:
+            if path != f"auth-methods/{AUTH_METHOD}:authenticate":
+                self._authenticate(request)
+            if (request.method == "GET" and "/" not in path.split(":")[0]) or "list-" in path:
+                wait = self._list_quota(request.headers.get("Authorization", ""))
+                if wait:
+                    return httpx.Response(429, headers={"Retry-After": str(wait)})
+            status, answer = self._route(request.method, path, query, body)
+        except Answer as error:
+            payload: JSON = {"kind": error.kind, "message": error.message}
+            if error.fields:
+                fields = [{"name": k, "description": v} for k, v in error.fields.items()]
+                payload["details"] = {"request_fields": fields}
+            return httpx.Response(error.status, json=payload)
+        if status == 204:
+            return httpx.Response(204)
+        return httpx.Response(status, json=answer)
+
+    def _list_quota(self, token: str) -> int:
+        """Seconds to wait when this token has used its list calls for the window, else 0."""
+        now, calls = time.monotonic(), self._lists[token]
+        while calls and now - calls[0] >= self.quota_window:
+            calls.popleft()
+        if len(calls) >= self.list_quota:
+            return max(1, math.ceil(self.quota_window - (now - calls[0])))
+        calls.append(now)
+        return 0
+
+    def _authenticate(self, request: httpx.Request) -> str:
+        """The caller's token id. An unknown or ended token is an anonymous caller, who may do
+        nothing here: 403, as the real controller answers."""
+        token = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        if token not in self._tokens:
+            raise Answer(403, "PermissionDenied", "Forbidden.")
+        return self._tokens[token]
+
+    def _route(self, method: str, path: str, query: dict[str, str], body: JSON) -> tuple[int, Any]:
+        name, _, rest = path.partition("/")
+        resource_id, _, action = rest.partition(":")
+        if ":" in name:  # workers:create:controller-led
+            name, _, action = name.partition(":")
+        if name == "auth-methods" and action == "authenticate":
+            return 200, self._login(body)
+        if name == "scopes":
+            return 200, self._scopes(resource_id, query)
+        if name == "users" and action == "list-resolvable-aliases":
+            return 200, self._listing("aliases", query, lambda a: bool(a["destination_id"]))
+        if name == "auth-tokens" and resource_id in self._tokens.values():
+            if method == "DELETE":
+                self._tokens = {t: i for t, i in self._tokens.items() if i != resource_id}
+                return 204, None
+            return 200, {"id": resource_id, "user_id": USER, "auth_method_id": AUTH_METHOD}
+        if name not in self._collections:
+            raise Answer(404, "NotFound", NOT_FOUND)
+        if method == "GET" and not resource_id:
+            return 200, self._listing(name, query)
+        if method == "POST" and not resource_id:
+            return 200, self._create(name, body, action)
+        item = self._get(name, resource_id, query_alias=action == "authorize-session")
+        if method == "GET":
+            return 200, item
+        if method == "DELETE":
+            self._delete(name, item["id"])
+            return 204, None
+        if action == "authorize-session":
+            return 200, {"item": self._authorize(item)}
+        if method == "PATCH" and not set(body) - {"version"}:
+            raise Answer(
+                400,
+                "InvalidArgument",
+                "No valid fields included in the update mask.",
+                {"update_mask": "No valid paths provided in the update mask."},
+            )
+        self._check_version(name, item, body)
+        if method == "PATCH":
+            return 200, self._update(name, item, body)
+        if action == "set-credential-sources":
+            item["brokered_credential_source_ids"] = list(body["brokered_credential_source_ids"])
+            return 200, self._touch(name, item)
+        raise Answer(400, "InvalidArgument", f"unsupported action {action!r}")
+
+    # ------------------------------------------------------------------ objects
+
+    def _touch(self, name: str, item: JSON) -> JSON:
+        item["version"] = int(item.get("version", 0)) + 1
+        item["updated_time"] = _now()
+        collection = self._collections[name]
+        collection.items[item["id"]] = item
+        collection.changed[item["id"]] = next(self._seq)
+        return item
+
+    def _get(self, name: str, resource_id: str, query_alias: bool = False) -> JSON:
+        items = self._collections[name].items
+        if resource_id in items:
+            return items[resource_id]
+        if query_alias and "_" not in resource_id:
+            for alias in self._collections["aliases"].items.values():
+                if alias["value"] == resource_id and alias["destination_id"] in items:
+                    return items[alias["destination_id"]]
+        raise Answer(404, "NotFound", NOT_FOUND)
+
+    def _check_version(self, name: str, item: JSON, body: JSON) -> None:
+        if body.get("version") != item["version"]:
+            kind = name.rstrip("s").replace("-", " ").capitalize()
+            raise Answer(
+                404, "NotFound", f'{kind} "{item["id"]}" not found or incorrect version provided.'
+            )
+
+    def _unique(self, name: str, key: str, value: Any, scope: str | None, skip: str = "") -> None:
+        for other in self._collections[name].items.values():
+            same_scope = scope is None or other.get("scope_id") == scope
+            if other["id"] != skip and same_scope and other.get(key) == value and value:
+                raise Answer(400, "InvalidArgument", UNIQUE)
+
+    def _create(self, name: str, body: JSON, action: str) -> JSON:
+        new_id = f"{self._collections[name].prefix}_{next(self._ids)}"
+        item: JSON = {
+            "id": new_id,
+            "version": 0,
+            "created_time": _now(),
+            "name": body.get("name", ""),
+            "description": body.get("description", ""),
+        }
+        if name == "targets":
+            if body.get("scope_id") not in self.scopes:
+                raise Answer(404, "NotFound", NOT_FOUND)
+            _check_address(body.get("address", ""))
+            self._unique(name, "name", body.get("name"), body["scope_id"])
+            item.update(
+                scope_id=body["scope_id"],
+                type=body.get("type", "tcp"),
+                address=body.get("address", ""),
+                egress_worker_filter=body.get("egress_worker_filter", ""),
+                session_max_seconds=body.get("session_max_seconds", 28800),
+                session_connection_limit=body.get("session_connection_limit", -1),
+                attributes=dict(body.get("attributes") or {}),
+                brokered_credential_source_ids=[],
+            )
+        elif name == "aliases":
+            self._unique(name, "value", body.get("value"), None)
+            item.update(
+                scope_id="global",
+                type="target",
+                value=body["value"],
+                destination_id=body.get("destination_id", ""),
+                attributes=dict(body.get("attributes") or {}),
+            )
+        elif name == "workers":
+            if action != "create:controller-led":
+                raise Answer(400, "InvalidArgument", "only controller-led creation is served")
+            self._unique(name, "name", body.get("name"), None)
+            item.update(scope_id="global", type="pki", release_version="")
+            created = self._touch(name, item)
+            token = f"neslat_{next(self._ids)}fake"
+            return {**created, "controller_generated_activation_token": token}
+        elif name == "credential-stores":
+            item.update(scope_id=body["scope_id"], type="static")
+        elif name == "credentials":
+            store = self._get("credential-stores", body["credential_store_id"])
+            attributes = dict(body.get("attributes") or {})
+            item.update(
+                credential_store_id=store["id"],
+                type=body.get("type", ""),
+                attributes={"username": attributes.get("username", "")},
+                _password=attributes.get("password", ""),
+            )
+        return self._public(self._touch(name, item))
+
+    def _update(self, name: str, item: JSON, body: JSON) -> JSON:
+        changes = {k: v for k, v in body.items() if k != "version"}
+        if name == "targets" and "name" in changes:
+            self._unique(name, "name", changes["name"], item["scope_id"], skip=item["id"])
+        if name == "aliases" and "value" in changes:
+            self._unique(name, "value", changes["value"], None, skip=item["id"])
+        if name == "targets" and "address" in changes:
+            _check_address(changes["address"])
+        attributes = changes.pop("attributes", None)
+        if name == "credentials" and attributes:
+            if "password" in attributes:
+                item["_password"] = attributes.pop("password")
+            item["attributes"].update(attributes)
+        elif attributes:
+            item["attributes"] = {**item.get("attributes", {}), **attributes}
+        item.update(changes)
+        return self._public(self._touch(name, item))
+
+    def _delete(self, name: str, resource_id: str) -> None:
+        collection = self._collections[name]
+        del collection.items[resource_id]
+        collection.changed.pop(resource_id, None)
+        collection.removed[resource_id] = next(self._seq)
+        if name == "targets":
+            for alias in list(self._collections["aliases"].items.values()):
+                if alias["destination_id"] == resource_id:
+                    alias["destination_id"] = ""
+                    self._touch("aliases", alias)
+
+    @staticmethod
+    def _public(item: JSON) -> JSON:
+        return {k: v for k, v in item.items() if not k.startswith("_")}
+
+    # ------------------------------------------------------------------ listings
+
+    def _listing(self, name: str, query: dict[str, str], keep: Any = None) -> JSON:
+        collection = self._collections[name]
+        token = query.get("list_token")
+        since = position = 0
+        if token:
+            match = re.fullmatch(rf"fake-{re.escape(name)}-(\d+)(?:-page-(\d+))?", token)
+            if not match:
+                raise Answer(400, "InvalidArgument", "Invalid request. list_token: invalid")
+            since, position = int(match.group(1)), int(match.group(2) or 0)
+        wanted = [
+            self._public(item)
+            for item_id, item in collection.items.items()
+            if collection.changed.get(item_id, 0) > since
+            and (keep is None or keep(item))
+            and self._matches(name, item, query)
+        ]
+        removed = [
+            i for i, seq in collection.removed.items() if token and not position and seq > since
+        ]
+        size = int(query.get("page_size") or 1000)
+        page = wanted[position : position + size]
+        last = position + size >= len(wanted)
+        head = max([since, *collection.changed.values(), *collection.removed.values()])
+        next_token = (
+            f"fake-{name}-{head}" if last else f"fake-{name}-{since}-page-{position + size}"
+        )
+        return {
+            "items": page or None,
+            "response_type": "complete" if last else "delta",
+            "list_token": next_token,
+            "removed_ids": removed or None,
+            "est_item_count": len(wanted),
+        }
+
+    def _matches(self, name: str, item: JSON, query: dict[str, str]) -> bool:
+        scope = query.get("scope_id")
+        if name == "targets" and scope and scope != "global":
+            recursive = query.get("recursive") == "true"
+            parents = {item["scope_id"], self.scopes.get(item["scope_id"], {}).get("scope_id")}
+            if scope not in parents or (scope != item["scope_id"] and not recursive):
+                return False
+        expression = query.get("filter", "")
+        match = re.fullmatch(r'"/item/(\w+)" matches "(.*)"', expression)
+        if match:
+            return re.search(match.group(2), str(item.get(match.group(1), ""))) is not None
+        return not expression
+
+    def _scopes(self, scope_id: str, query: dict[str, str]) -> JSON:
+        if scope_id:
+            if scope_id not in self.scopes:
+                raise Answer(404, "NotFound", NOT_FOUND)
+            return self.scopes[scope_id]
+        parent = query.get("scope_id", "global")
+        recursive = query.get("recursive") == "true"
+        items = [
+            s
+            for s in self.scopes.values()
+            if s["id"] != "global"
+            and (s["scope_id"] == parent or (recursive and parent == "global"))
+        ]
+        return {"items": items, "response_type": "complete", "list_token": ""}
+
+    # ------------------------------------------------------------------ auth and sessions
+
+    def _login(self, body: JSON) -> JSON:
+        attributes = body.get("attributes") or {}
+        if (attributes.get("login_name"), attributes.get("password")) != (LOGIN, PASSWORD):
+            raise Answer(401, "Unauthenticated", "Unable to authenticate.")
+        token_id = f"at_{next(self._ids)}"
+        token = f"{token_id}_fakesecret{next(self._ids)}"
+        self._tokens[token] = token_id
+        return {
+            "attributes": {
+                "id": token_id,
+                "token": token,
+                "user_id": USER,
+                "auth_method_id": AUTH_METHOD,
+                "expiration_time": (
+                    datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=7)
+                ).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            }
+        }
+
+    def _authorize(self, target: JSON) -> JSON:
+        session_id = f"s_{next(self._ids)}"
+        data = b"".join(
+            [
+                _field(10, session_id.encode()),
+                _field(20, target["id"].encode()),
+                _field(80, b"tcp"),
+                _field(102, int(target["attributes"].get("default_port", 0))),
+                _field(120, b"fake-certificate-der"),
+                _field(130, bytes(64)),
+                _field(141, f"tcp://{target['address']}".encode()),
+                _field(150, _field(10, self.worker_address.encode())),
+            ]
+        )
+        credentials = []
+        for source in target.get("brokered_credential_source_ids") or []:
+            stored = self._collections["credentials"].items.get(source)
+            if stored is not None:
+                secret = {
+                    "username": stored["attributes"]["username"],
+                    "password": stored["_password"],
+                }
+                credentials.append(
+                    {
+                        "credential_source": {"id": source, "type": "username_password"},
+                        "secret": {"decoded": secret},
+                        "credential": secret,
+                    }
+                )
+        answer: JSON = {
+            "session_id": session_id,
+            "target_id": target["id"],
+            "scope": {"id": target["scope_id"]},
+            "type": "tcp",
+            "endpoint": f"tcp://{target['address']}",
+            "endpoint_port": int(target["attributes"].get("default_port", 0)),
+            "authorization_token": base58_encode(data),
+        }
+        if credentials:  # the controller leaves out empty lists
+            answer["credentials"] = credentials
+        return answer

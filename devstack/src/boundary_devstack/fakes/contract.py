@@ -1,0 +1,266 @@
+"""The scenarios a fake must pass exactly as the real program does. Each runs against a port:
+tests/test_fake_contract.py runs them on the fakes (in `make unit`), tests/e2e/test_fake_contract.py
+on the real controller and apiserver. A fake that drifts from the real program fails one side.
+
+Each scenario names its objects with `tag` so runs never meet, and cleans up after itself."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from boundary_api import (
+    Conflict,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    RateLimited,
+    StaleVersion,
+)
+from boundary_api.client import BoundaryClient
+from boundary_api.ports import BoundaryPort
+from boundary_devstack.fakes.boundary import UNIQUE
+from boundary_operator.kube import KubeError, KubePort
+
+Login = Callable[..., Awaitable[BoundaryClient]]
+"""Logs in afresh (a token of its own, so rate limits do not spill over); options are passed to
+the client (retries=0 to see a 429)."""
+
+
+async def _raises(kind: type[Exception], call: Awaitable[object]) -> Exception:
+    try:
+        await call
+    except kind as exc:
+        return exc
+    raise AssertionError(f"expected {kind.__name__}")
+
+
+# ---------------------------------------------------------------------- Boundary
+
+
+async def unique_names_answer_400_with_the_real_message(
+    boundary: BoundaryPort, project: str, tag: str
+) -> None:
+    target = await boundary.targets.create_tcp(
+        project, f"{tag}-t", address="db.contract", default_port=1
+    )
+    try:
+        taken = await _raises(
+            Conflict,
+            boundary.targets.create_tcp(project, f"{tag}-t", address="db.contract", default_port=1),
+        )
+        assert isinstance(taken, Conflict)
+        assert (taken.status, taken.kind, taken.message) == (400, "InvalidArgument", UNIQUE)
+        alias = await boundary.aliases.create(f"{tag}.contract", destination_id=target.id)
+        again = await _raises(
+            Conflict, boundary.aliases.create(f"{tag}.contract", destination_id=target.id)
+        )
+        assert isinstance(again, Conflict)
+        assert (again.status, again.message) == (400, UNIQUE)
+        await boundary.aliases.delete(alias.id)
+    finally:
+        await boundary.targets.delete(target.id)
+
+
+async def stale_versions_and_missing_objects_answer_404(
+    boundary: BoundaryPort, project: str, tag: str
+) -> None:
+    target = await boundary.targets.create_tcp(
+        project, f"{tag}-v", address="db.contract", default_port=1
+    )
+    updated = await boundary.targets.update(target.id, target.version, address="db2")
+    assert updated.version == target.version + 1
+    stale = await _raises(
+        StaleVersion, boundary.targets.update(target.id, target.version, address="db3.contract")
+    )
+    assert isinstance(stale, NotFound)
+    # An update that changes nothing is refused before its version is looked at.
+    empty = await _raises(InvalidArgument, boundary.targets.update(target.id, updated.version))
+    assert isinstance(empty, InvalidArgument)
+    assert "update_mask" in empty.fields
+    alias = await boundary.aliases.create(f"{tag}-v.contract", destination_id=target.id)
+    await boundary.targets.delete(target.id)
+    await _raises(NotFound, boundary.targets.delete(target.id))
+    await _raises(NotFound, boundary.targets.read(target.id))
+    # The alias outlives its target, pointing nowhere.
+    listing = await boundary.aliases.list("global")
+    left = next(a for a in listing.items if a.id == alias.id)
+    assert left.destination_id == ""
+    await boundary.aliases.delete(alias.id)
+
+
+async def listings_page_and_deltas_carry_changes_and_removals(
+    boundary: BoundaryPort, project: str, tag: str
+) -> None:
+    made = [
+        await boundary.targets.create_tcp(
+            project, f"{tag}-l{n}", address="db.contract", default_port=1
+        )
+        for n in range(3)
+    ]
+    ours = {t.id for t in made}
+    try:
+        first = await boundary.targets.list(project, page_size=1)
+        assert ours <= {t.id for t in first.items}
+        assert first.pages >= 3
+        assert first.full
+        changed = await boundary.targets.update(made[0].id, made[0].version, address="moved")
+        await boundary.targets.delete(made[1].id)
+        added = await boundary.targets.create_tcp(
+            project, f"{tag}-l3", address="db.contract", default_port=1
+        )
+        ours = {made[0].id, made[2].id, added.id}
+        delta = await boundary.targets.list(project, list_token=first.list_token)
+        assert not delta.full
+        got = {t.id: t for t in delta.items}
+        assert {changed.id, added.id} <= set(got)  # upserts (the real one may send more)
+        assert got[changed.id].address == "moved"
+        assert made[1].id in delta.removed_ids
+        quiet = await boundary.targets.list(project, list_token=delta.list_token)
+        assert made[1].id not in {t.id for t in quiet.items}
+        refused = await boundary.targets.list(project, list_token="not-a-list-token")  # noqa: S106
+        assert refused.full  # listed afresh
+        assert ours <= {t.id for t in refused.items}
+    finally:
+        for target_id in ours:
+            await boundary.targets.delete(target_id)
+
+
+async def authorize_session_by_alias_has_the_real_shape(
+    boundary: BoundaryPort, project: str, tag: str
+) -> None:
+    target = await boundary.targets.create_tcp(
+        project, f"{tag}-s", address="127.0.0.1", default_port=5432
+    )
+    alias = await boundary.aliases.create(f"{tag}-s.contract", destination_id=target.id)
+    try:
+        session = await boundary.sessions.authorize(alias.value)
+        assert session.target_id == target.id
+        assert session.session_id.startswith("s_")
+        assert session.data.session_id == session.session_id
+        assert session.data.target_id == target.id
+        assert session.data.worker_addresses
+        assert len(session.data.private_key.get_secret_value()) == 64
+        assert session.data.certificate
+    finally:
+        await boundary.aliases.delete(alias.id)
+        await boundary.targets.delete(target.id)
+
+
+async def a_revoked_token_is_refused_with_403_and_found_dead(login: Login, project: str) -> None:
+    """The controller answers an ended token as an unknown caller (403, like a missing grant);
+    reading the token itself tells a dead login from a missing grant."""
+    boundary = await login()
+    try:
+        assert await boundary.login_alive()
+        token_id = boundary.token_id
+        assert token_id is not None
+        await boundary.auth_tokens.delete(token_id)
+        refused = await _raises(PermissionDenied, boundary.targets.list(project))
+        assert isinstance(refused, PermissionDenied)
+        assert refused.status == 403
+        assert not await boundary.login_alive()
+    finally:
+        await boundary.aclose()
+
+
+async def list_calls_are_rate_limited_with_retry_after(login: Login, project: str) -> None:
+    boundary = await login(retries=0)
+    try:
+        for _ in range(400):
+            try:
+                await boundary.targets.list(project)
+            except RateLimited as limited:
+                refusal = limited
+                break
+        else:
+            raise AssertionError("400 list calls were never rate limited")
+        assert refusal.status == 429
+        assert "retry after" in refusal.message
+    finally:
+        await boundary.aclose()
+
+
+BOUNDARY_SCENARIOS = [
+    unique_names_answer_400_with_the_real_message,
+    stale_versions_and_missing_objects_answer_404,
+    listings_page_and_deltas_carry_changes_and_removals,
+    authorize_session_by_alias_has_the_real_shape,
+]
+
+
+# ---------------------------------------------------------------------- Kubernetes
+
+
+def _config_map(
+    namespace: str, name: str, data: dict[str, str], **labels: str
+) -> dict[str, object]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels},
+        "data": data,
+    }
+
+
+async def apply_writes_only_changes(kube: KubePort, namespace: str, tag: str) -> None:
+    name = f"{tag}-apply"
+    created = await kube.apply(_config_map(namespace, name, {"a": "1"}))
+    again = await kube.apply(_config_map(namespace, name, {"a": "1"}))
+    assert again["metadata"]["resourceVersion"] == created["metadata"]["resourceVersion"]
+    changed = await kube.apply(_config_map(namespace, name, {"a": "2"}))
+    assert changed["metadata"]["resourceVersion"] != created["metadata"]["resourceVersion"]
+    assert await kube.delete("ConfigMap", namespace, name)
+
+
+async def apply_owns_fields_per_manager(
+    kube: KubePort, other: KubePort, namespace: str, tag: str
+) -> None:
+    """`other` is the same apiserver under another field manager."""
+    name = f"{tag}-owners"
+    await kube.apply(_config_map(namespace, name, {"a": "1", "c": "5"}))
+    taken = await _raises(
+        KubeError, other.apply(_config_map(namespace, name, {"a": "9"}), force=False)
+    )
+    assert isinstance(taken, KubeError)
+    assert (taken.status, taken.reason) == (409, "Conflict")
+    await other.apply(_config_map(namespace, name, {"a": "9", "b": "2"}), force=True)
+    # Dropped by its only manager: gone. Taken over by the other: kept, with its value.
+    await kube.apply(_config_map(namespace, name, {}))
+    current = await kube.get("ConfigMap", namespace, name)
+    assert current is not None
+    assert current.get("data") == {"a": "9", "b": "2"}
+    assert await kube.delete("ConfigMap", namespace, name)
+
+
+async def stale_resource_versions_conflict(kube: KubePort, namespace: str, tag: str) -> None:
+    name = f"{tag}-rv"
+    created = await kube.apply(_config_map(namespace, name, {"a": "1"}))
+    old = created["metadata"]["resourceVersion"]
+    await kube.patch_merge("ConfigMap", namespace, name, {"data": {"a": "2"}})
+    stale = await _raises(
+        KubeError,
+        kube.patch_merge(
+            "ConfigMap", namespace, name, {"metadata": {"resourceVersion": old}, "data": {"a": "3"}}
+        ),
+    )
+    assert isinstance(stale, KubeError)
+    assert stale.status == 409
+    assert await kube.delete("ConfigMap", namespace, name)
+
+
+async def missing_objects_and_selectors(kube: KubePort, namespace: str, tag: str) -> None:
+    assert await kube.get("ConfigMap", namespace, f"{tag}-absent") is None
+    assert not await kube.delete("ConfigMap", namespace, f"{tag}-absent")
+    await kube.apply(_config_map(namespace, f"{tag}-x", {}, group=tag, role="x"))
+    await kube.apply(_config_map(namespace, f"{tag}-y", {}, group=tag, role="y"))
+    found = await kube.list("ConfigMap", namespace, label_selector=f"group={tag},role=y")
+    assert [m["metadata"]["name"] for m in found] == [f"{tag}-y"]
+    for suffix in ("x", "y"):
+        assert await kube.delete("ConfigMap", namespace, f"{tag}-{suffix}")
+
+
+KUBE_SCENARIOS = [
+    apply_writes_only_changes,
+    stale_resource_versions_conflict,
+    missing_objects_and_selectors,
+]

@@ -1,0 +1,60 @@
+"""The contract scenarios on the fakes (tests/e2e/test_fakes_contract.py runs the same ones on
+the real controller and apiserver), plus what only a fake can show quickly."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from boundary_api import BoundaryClient
+from boundary_api.ports import BoundaryPort
+from boundary_devstack.fakes import FakeController, FakeKube, contract
+from boundary_devstack.fakes.boundary import AUTH_METHOD, LOGIN, PASSWORD, PROJECT
+from boundary_operator.kube import KubePort
+
+BoundaryScenario = Callable[[BoundaryPort, str, str], Awaitable[None]]
+KubeScenario = Callable[[KubePort, str, str], Awaitable[None]]
+
+
+async def login(controller: FakeController, **options: Any) -> BoundaryClient:
+    client = controller.client(**options)
+    await client.authenticate_password(AUTH_METHOD, LOGIN, PASSWORD)
+    return client
+
+
+@pytest.mark.parametrize("scenario", contract.BOUNDARY_SCENARIOS, ids=lambda s: s.__name__)
+async def test_boundary_scenario_on_the_fake(scenario: BoundaryScenario) -> None:
+    controller = FakeController()
+    boundary = await login(controller)
+    await scenario(boundary, PROJECT, "fake")
+    await boundary.aclose()
+
+
+async def test_rate_limit_on_the_fake() -> None:
+    controller = FakeController()
+
+    async def fresh(**options: Any) -> BoundaryClient:
+        return await login(controller, **options)
+
+    await contract.list_calls_are_rate_limited_with_retry_after(fresh, PROJECT)
+
+
+@pytest.mark.parametrize("scenario", contract.KUBE_SCENARIOS, ids=lambda s: s.__name__)
+async def test_kube_scenario_on_the_fake(scenario: KubeScenario) -> None:
+    await scenario(FakeKube(), "contract", "fake")
+
+
+async def test_field_ownership_on_the_fake() -> None:
+    kube = FakeKube()
+    await contract.apply_owns_fields_per_manager(kube, kube.as_manager("other"), "contract", "fake")
+
+
+async def test_revoked_token_on_the_fake() -> None:
+    controller = FakeController()
+
+    async def fresh(**options: Any) -> BoundaryClient:
+        return await login(controller, **options)
+
+    await contract.a_revoked_token_is_refused_with_403_and_found_dead(fresh, PROJECT)

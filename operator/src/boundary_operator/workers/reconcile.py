@@ -1,0 +1,285 @@
+"""The BoundaryPKIWorker service layer: gets every replica a token (registering workers with the
+controller), applies the built manifests, scales down and tears down in order. It knows nothing
+of kopf: the handlers call it and turn its results into status, Events and retries.
+
+It compares before it writes, as the refresh timer runs it every 10 s for every resource: a
+manifest is applied only when the live object lacks what we would send (a change, or drift), a
+token Secret only when its tokens change, and Boundary only when a worker is missing or gone."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+
+from pydantic import ValidationError
+
+from boundary_api import Worker
+from boundary_api.ports import BoundaryPort
+from boundary_operator import naming
+from boundary_operator.conditions import Condition
+from boundary_operator.kube import KubePort
+from boundary_operator.manifest import Manifest, covers
+from boundary_operator.settings import OperatorSettings
+from boundary_operator.workers import builders
+from boundary_operator.workers.spec import WorkerSpec
+from boundary_operator.workers.status import (
+    Event,
+    SyncResult,
+    replica_status,
+    summarise,
+)
+from boundary_operator.workers.tokens import (
+    ConfigError,
+    Identity,
+    Registrar,
+    WorkerNotOurs,
+    plain_text_tokens,
+    secret_data,
+    secret_ref_tokens,
+)
+
+log = logging.getLogger("boundary_operator.workers")
+
+REREGISTER_ANNOTATION = f"{naming.GROUP}/reregister"
+"""Ordinals (comma-separated) whose Boundary worker is replaced with a fresh registration: for a
+replica whose auth storage was lost after its single-use token was spent."""
+APPLIED_ANNOTATION = f"{naming.GROUP}/applied"
+"""On each object the operator applies: a digest of what it applied, so a manifest that lost a
+field (which the live object still has) is seen as changed."""
+
+Live = dict[tuple[str, str], Manifest | None]
+
+
+def stamped(manifest: Manifest) -> Manifest:
+    digest = hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()[:16]
+    meta = manifest["metadata"]
+    return {
+        **manifest,
+        "metadata": {
+            **meta,
+            "annotations": {**meta.get("annotations", {}), APPLIED_ANNOTATION: digest},
+        },
+    }
+
+
+def _ordinals(value: str | None) -> set[int]:
+    if not value:
+        return set()
+    return {int(part) for part in value.split(",") if part.strip().isdigit()}
+
+
+class WorkerService:
+    def __init__(
+        self, kube: KubePort, boundary: BoundaryPort | None, settings: OperatorSettings
+    ) -> None:
+        self.kube = kube
+        self.boundary = boundary
+        self.settings = settings
+
+    def identity(self, body: Manifest) -> Identity:
+        meta = body["metadata"]
+        return Identity(self.settings.cluster_name, meta["namespace"], meta["name"], meta["uid"])
+
+    def registrar(self, identity: Identity) -> Registrar | None:
+        return Registrar(self.boundary, identity) if self.boundary is not None else None
+
+    async def _live(self, identity: Identity) -> Live:
+        """The objects the operator applies for this resource, as they are now."""
+        name, namespace = identity.name, identity.namespace
+        wanted = [
+            ("ConfigMap", naming.config_map_name(name)),
+            ("Secret", naming.token_secret_name(name)),
+            ("Service", naming.headless_service_name(name)),
+            ("Service", naming.proxy_service_name(name)),
+            ("StatefulSet", name),
+        ]
+        return {(kind, n): await self.kube.get(kind, namespace, n) for kind, n in wanted}
+
+    async def _apply(self, manifest: Manifest, live: Live) -> None:
+        desired = stamped(manifest)
+        key = (manifest["kind"], manifest["metadata"]["name"])
+        current = live.get(key)
+        if current is not None and covers(current, desired):
+            return
+        live[key] = await self.kube.apply(desired)
+
+    # ------------------------------------------------------------------ reconcile
+
+    async def reconcile(self, body: Manifest) -> SyncResult:
+        result = SyncResult()
+        identity = self.identity(body)
+        try:
+            spec = WorkerSpec.model_validate(body.get("spec") or {})
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+            )
+            result.conditions.append(Condition("ConfigValid", False, "InvalidSpec", problems))
+            result.events.append(Event("Warning", "InvalidSpec", problems))
+            return result
+        live = await self._live(identity)
+        ctx = builders.WorkerContext(
+            name=identity.name,
+            namespace=identity.namespace,
+            uid=identity.uid,
+            spec=spec,
+            default_image=self.settings.worker_image,
+            cluster_domain=self.settings.cluster_domain,
+            load_balancer_address=_load_balancer_address(
+                live[("Service", naming.proxy_service_name(identity.name))]
+            ),
+            generation=int(body["metadata"].get("generation", 0)),
+        )
+        reregister = _ordinals(body["metadata"].get("annotations", {}).get(REREGISTER_ANNOTATION))
+        stored = secret_data(live[("Secret", naming.token_secret_name(identity.name))])
+        registration = spec.registration
+        plain_text = registration.controller_generated_activation_token
+        ref = registration.activation_token_secret_ref
+        registrar = self.registrar(identity)
+        owned: dict[int, Worker] = {}
+        try:
+            if plain_text:
+                tokens = plain_text_tokens(ctx, plain_text, result)
+            elif ref is not None:
+                secret = await self.kube.get("Secret", ctx.namespace, ref.name)
+                tokens = secret_ref_tokens(ctx, ref.name, ref.key, secret)
+            elif registrar is not None:
+                tokens, owned = await registrar.tokens(ctx, stored, reregister, result)
+            else:
+                raise ConfigError(
+                    "automatic registration needs controller credentials "
+                    "(BOUNDARY_ADDR and a login or token) in the operator; "
+                    "or give spec.registration.activationTokenSecretRef"
+                )
+        except ConfigError as exc:
+            result.conditions.append(
+                Condition("ConfigValid", False, "InvalidRegistration", str(exc))
+            )
+            result.events.append(Event("Warning", "InvalidRegistration", str(exc)))
+            result.retry_after = 30
+            return result
+        except WorkerNotOurs as exc:
+            message = (
+                f"a Boundary worker named {exc} exists and was not created by this "
+                "operator for this resource; it is left untouched"
+            )
+            result.conditions.append(Condition("Registered", False, "NameTaken", message))
+            result.events.append(Event("Warning", "NameTaken", message))
+            result.retry_after = 60
+            return result
+
+        result.conditions.append(Condition("ConfigValid", True, "Valid", "spec is valid"))
+        if plain_text:
+            result.conditions.append(
+                Condition(
+                    "PlainTextToken",
+                    True,
+                    "Discouraged",
+                    "the activation token is given in plain text in the resource; move it to a "
+                    "Secret and use spec.registration.activationTokenSecretRef",
+                )
+            )
+        for manifest in builders.build_all(ctx, tokens):
+            await self._apply(manifest, live)
+        if reregister:
+            await self._finish_reregistration(ctx, reregister, result)
+
+        pods = await self._pods(ctx)
+        if registrar is not None:
+            await self._scale_down(ctx, registrar, owned, pods, tokens, live, result)
+        result.replicas = replica_status(ctx.name, spec.replicas, owned, pods)
+        summarise(automatic=not plain_text and ref is None, result=result)
+        return result
+
+    async def _pods(self, ctx: builders.WorkerContext) -> dict[str, Manifest]:
+        selector = naming.label_selector(naming.worker_selector_labels(ctx.name))
+        return {
+            p["metadata"]["name"]: p
+            for p in await self.kube.list("Pod", ctx.namespace, label_selector=selector)
+        }
+
+    async def _finish_reregistration(
+        self, ctx: builders.WorkerContext, ordinals: set[int], result: SyncResult
+    ) -> None:
+        # The new token is in the Secret; a restarted pod mounts it (subPath mounts are fixed
+        # at start). Then the request is done: drop the annotation.
+        for ordinal in sorted(ordinals):
+            await self.kube.delete("Pod", ctx.namespace, naming.pod_name(ctx.name, ordinal))
+        await self.kube.patch_merge(
+            "BoundaryPKIWorker",
+            ctx.namespace,
+            ctx.name,
+            {"metadata": {"annotations": {REREGISTER_ANNOTATION: None}}},
+        )
+        result.events.append(
+            Event(
+                "Normal",
+                "Reregistered",
+                f"restarted {', '.join(naming.pod_name(ctx.name, o) for o in sorted(ordinals))} "
+                "with new activation tokens",
+            )
+        )
+
+    async def _scale_down(
+        self,
+        ctx: builders.WorkerContext,
+        registrar: Registrar,
+        owned: dict[int, Worker],
+        pods: dict[str, Manifest],
+        tokens: dict[str, str],
+        live: Live,
+        result: SyncResult,
+    ) -> None:
+        """Deregister the workers of removed ordinals once their pods are gone, then drop
+        their tokens."""
+        for ordinal, worker in sorted(owned.items()):
+            if ordinal < ctx.spec.replicas:
+                continue
+            if naming.pod_name(ctx.name, ordinal) in pods:
+                result.retry_after = 5
+                continue
+            await registrar.deregister(worker)
+            del owned[ordinal]
+            result.events.append(
+                Event(
+                    "Normal",
+                    "Deregistered",
+                    f"deleted Boundary worker {worker.name} ({worker.id}) after scale down",
+                )
+            )
+        keep = {
+            pod: token
+            for pod, token in tokens.items()
+            if (ordinal := int(pod.rsplit("-", 1)[1])) < ctx.spec.replicas or ordinal in owned
+        }
+        await self._apply(builders.build_token_secret(ctx, keep), live)
+
+    # ------------------------------------------------------------------ teardown
+
+    async def finalize(self, body: Manifest) -> str | None:
+        """Ordered teardown. Returns None when done, or what it is still waiting for."""
+        identity = self.identity(body)
+        stateful_set = await self.kube.get("StatefulSet", identity.namespace, identity.name)
+        if stateful_set and stateful_set["spec"].get("replicas", 0) != 0:
+            await self.kube.patch_merge(
+                "StatefulSet", identity.namespace, identity.name, {"spec": {"replicas": 0}}
+            )
+        selector = naming.label_selector(naming.worker_selector_labels(identity.name))
+        pods = await self.kube.list("Pod", identity.namespace, label_selector=selector)
+        if pods:
+            return f"waiting for {len(pods)} pod(s) to stop"
+        registrar = self.registrar(identity)
+        if registrar is not None:
+            for worker in (await registrar.owned()).values():
+                await registrar.deregister(worker)
+                log.info("deleted Boundary worker %s (%s)", worker.name, worker.id)
+        return None
+
+
+def _load_balancer_address(service: Manifest | None) -> str | None:
+    ingress = ((service or {}).get("status") or {}).get("loadBalancer", {}).get("ingress")
+    if not ingress:
+        return None
+    first: dict[str, str] = ingress[0]
+    return first.get("hostname") or first.get("ip")

@@ -1,0 +1,132 @@
+"""The BoundaryPKIWorker handlers called as kopf calls them, with a Runtime on the fakes as their
+memo: a quiet refresh tick asks kopf for no status patch and posts no Event, and a controller
+failure becomes a condition, a Warning and a retry with backoff."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+from collections.abc import Iterator
+from typing import Any, cast
+
+import kopf
+import pytest
+from kopf._core.engines import posting
+
+from boundary_api import BoundaryClient
+from boundary_api.ports import BoundaryPort
+from boundary_devstack.fakes import FakeController, FakeKube
+from boundary_devstack.fakes.boundary import AUTH_METHOD, LOGIN, PASSWORD
+from boundary_operator.runtime import Runtime
+from boundary_operator.settings import OperatorSettings
+from boundary_operator.workers import handlers
+
+SETTINGS = OperatorSettings.model_validate(
+    {
+        "BOUNDARY_ADDR": "http://fake-controller",
+        "BOUNDARY_TOKEN": "at_1234567890_x",
+        "BOUNDARY_OPERATOR_CLUSTER_NAME": "prod",
+    }
+)
+BODY = {
+    "apiVersion": "workers.boundaryproject.io/v1alpha1",
+    "kind": "BoundaryPKIWorker",
+    "metadata": {"name": "edge", "namespace": "ns", "uid": "u-1", "generation": 1},
+    "spec": {"registration": {"initialUpstreams": ["controller:9201"]}},
+}
+
+
+@contextlib.contextmanager
+def kopf_events() -> Iterator[asyncio.Queue[posting.K8sEvent]]:
+    """kopf's Event queue, as the running operator sets it up (in the test's own task)."""
+    queue: asyncio.Queue[posting.K8sEvent] = asyncio.Queue()
+    tokens = (
+        posting.event_queue_var.set(queue),
+        posting.event_queue_loop_var.set(asyncio.get_running_loop()),
+        posting.settings_var.set(kopf.OperatorSettings()),
+    )
+    try:
+        yield queue
+    finally:
+        posting.settings_var.reset(tokens[2])
+        posting.event_queue_loop_var.reset(tokens[1])
+        posting.event_queue_var.reset(tokens[0])
+
+
+def runtime_on(controller: FakeController, kube: FakeKube) -> Runtime:
+    async def connect(_: OperatorSettings) -> BoundaryPort:
+        client: BoundaryClient = controller.client()
+        await client.authenticate_password(AUTH_METHOD, LOGIN, PASSWORD)
+        return client
+
+    return Runtime(SETTINGS, kube, connect=connect)
+
+
+async def tick(runtime: Runtime, kube: FakeKube) -> kopf.Patch:
+    body = kube.objects[("BoundaryPKIWorker", "ns", "edge")]
+    patch = kopf.Patch()
+    await cast(Any, handlers.refresh)(
+        memo=runtime, body=kopf.Body(cast(Any, body)), patch=patch, retry=0
+    )
+    if patch.status:
+        body["status"] = {**body.get("status", {}), **patch.status}
+    kube.run_stateful_sets()
+    return patch
+
+
+def report_in(controller: FakeController) -> None:
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    for worker in controller.objects("workers").values():
+        worker.update(release_version="Boundary v0.21.3", last_status_time=now)
+
+
+async def test_quiet_refresh_ticks_patch_nothing_and_post_nothing() -> None:
+    with kopf_events() as events:
+        await quiet_ticks(events)
+
+
+async def quiet_ticks(events: asyncio.Queue[posting.K8sEvent]) -> None:
+    controller, kube = FakeController(), FakeKube()
+    kube.put(BODY)
+    runtime = runtime_on(controller, kube)
+    first = await tick(runtime, kube)
+    assert first.status["conditions"]
+    assert not events.empty()  # Registered, and the conditions' first values
+    report_in(controller)
+    await tick(runtime, kube)  # Ready
+    while not events.empty():
+        events.get_nowait()
+    writes = controller.total_writes, kube.total_writes
+    for _ in range(3):
+        report_in(controller)
+        assert not await tick(runtime, kube)
+    assert events.empty()
+    assert (controller.total_writes, kube.total_writes) == writes
+    await runtime.aclose()
+
+
+async def test_a_controller_failure_is_a_condition_a_warning_and_a_backoff() -> None:
+    with kopf_events() as events:
+        await controller_failure(events)
+
+
+async def controller_failure(events: asyncio.Queue[posting.K8sEvent]) -> None:
+    controller, kube = FakeController(), FakeKube()
+    kube.put(BODY)
+    runtime = runtime_on(controller, kube)
+    controller.throttle(10)  # every call refused while the client retries
+    patch = kopf.Patch()
+    body: dict[str, Any] = kube.objects[("BoundaryPKIWorker", "ns", "edge")]
+    with pytest.raises(kopf.TemporaryError) as failed:
+        await cast(Any, handlers.reconcile)(
+            memo=runtime, body=kopf.Body(cast(Any, body)), patch=patch, retry=2
+        )
+    assert failed.value.delay == 20
+    registered = next(c for c in patch.status["conditions"] if c["type"] == "Registered")
+    assert (registered["status"], registered["reason"]) == ("False", "RateLimited")
+    reasons = []
+    while not events.empty():
+        reasons.append(events.get_nowait().reason)
+    assert "SyncFailed" in reasons
+    await runtime.aclose()

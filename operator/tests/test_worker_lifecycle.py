@@ -1,0 +1,218 @@
+"""A BoundaryPKIWorker through its whole life, step by step, on the contract-checked fakes:
+create → quiet ticks → update → scale up → scale down → lost storage → delete. After each step:
+what the controller holds, what the apiserver holds, the status the handler would write, and how
+many writes it took: the refresh timer's quiet ticks write nothing, anywhere."""
+
+from __future__ import annotations
+
+import base64
+import datetime
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from boundary_api import BoundaryClient
+from boundary_devstack.fakes import FakeController, FakeKube
+from boundary_devstack.fakes.boundary import AUTH_METHOD, LOGIN, PASSWORD
+from boundary_operator.settings import OperatorSettings
+from boundary_operator.workers.reconcile import REREGISTER_ANNOTATION, WorkerService
+from boundary_operator.workers.status import SyncResult, status_update
+
+NAMESPACE, CLUSTER = "edge-ns", "prod"
+SETTINGS = OperatorSettings.model_validate(
+    {"BOUNDARY_OPERATOR_CLUSTER_NAME": CLUSTER, "BOUNDARY_ADDR": "http://fake-controller"}
+)
+
+
+def resource(replicas: int = 1, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "workers.boundaryproject.io/v1alpha1",
+        "kind": "BoundaryPKIWorker",
+        "metadata": {"name": "edge", "namespace": NAMESPACE},
+        "spec": {
+            "replicas": replicas,
+            "registration": {"initialUpstreams": ["controller:9201"]},
+            **spec,
+        },
+    }
+
+
+@dataclass
+class World:
+    controller: FakeController
+    kube: FakeKube
+    service: WorkerService
+
+    def workers(self) -> dict[str, dict[str, Any]]:
+        return {w["name"]: w for w in self.controller.objects("workers").values()}
+
+    def tokens(self) -> dict[str, str]:
+        secret = self.kube.objects.get(("Secret", NAMESPACE, "edge-activation-tokens"))
+        data = (secret or {}).get("data") or {}
+        return {k: base64.b64decode(v).decode() for k, v in data.items()}
+
+    def writes(self) -> tuple[int, int]:
+        return self.controller.total_writes, self.kube.total_writes
+
+    def report_in(self) -> None:
+        """The pods' workers connect and report to the controller (what `boundary server`
+        does once activated)."""
+        now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        for worker in self.controller.objects("workers").values():
+            worker.update(release_version="Boundary v0.21.3", last_status_time=now)
+
+    async def tick(self) -> tuple[SyncResult, dict[str, Any] | None]:
+        """One reconcile (the refresh timer or a watch event), the status write it asks for
+        applied as kopf would apply it."""
+        body = self.kube.objects[("BoundaryPKIWorker", NAMESPACE, "edge")]
+        result = await self.service.reconcile(body)
+        status, _ = status_update(body, result)
+        if status is not None:
+            body["status"] = {**body.get("status", {}), **status}
+        self.kube.run_stateful_sets()
+        return result, status
+
+
+@pytest.fixture
+async def world() -> AsyncIterator[World]:
+    controller, kube = FakeController(), FakeKube()
+    boundary: BoundaryClient = controller.client()
+    await boundary.authenticate_password(AUTH_METHOD, LOGIN, PASSWORD)
+    yield World(controller, kube, WorkerService(kube, boundary, SETTINGS))
+    await boundary.aclose()
+
+
+async def test_create_quiet_update_scale_lost_storage_delete(world: World) -> None:
+    # Create: one registered worker, its token in the Secret, the manifests applied.
+    world.kube.put(resource())
+    result, status = await world.tick()
+    assert set(world.workers()) == {f"{CLUSTER}-{NAMESPACE}-edge-0"}
+    assert set(world.tokens()) == {"edge-0"}
+    assert world.tokens()["edge-0"].startswith("neslat_")
+    assert [e.reason for e in result.events] == ["Registered"]
+    assert ("StatefulSet", NAMESPACE, "edge") in world.kube.objects
+    assert status is not None
+    assert {c["type"]: c["status"] for c in status["conditions"]} == {
+        "ConfigValid": "True",
+        "Registered": "True",
+        "Ready": "False",
+    }
+
+    # The worker connects: Ready, then quiet ticks write nothing anywhere.
+    world.report_in()
+    _, status = await world.tick()
+    assert status is not None
+    assert status["connectedReplicas"] == 1
+    before = world.writes()
+    for _ in range(3):
+        world.report_in()  # its last status time moves on every tick
+        result, status = await world.tick()
+        assert (status, result.events) == (None, [])
+    assert world.writes() == before
+
+    # Update: a tag change rewrites the ConfigMap, not the controller.
+    world.kube.put(resource(tags={"team": "net"}))
+    await world.tick()
+    config = world.kube.objects[("ConfigMap", NAMESPACE, "edge-config")]
+    assert "team" in config["data"]["worker.hcl"]
+    assert world.writes()[0] == before[0]
+
+    # Drift: an owned object changed by hand is put back.
+    config["data"]["worker.hcl"] = "edited"
+    await world.tick()
+    assert (
+        "team" in world.kube.objects[("ConfigMap", NAMESPACE, "edge-config")]["data"]["worker.hcl"]
+    )
+
+    # Scale up: a second worker and token.
+    world.kube.put(resource(replicas=2, tags={"team": "net"}))
+    await world.tick()
+    assert set(world.tokens()) == {"edge-0", "edge-1"}
+    assert len(world.workers()) == 2
+
+    # Scale down: the worker of ordinal 1 goes once its pod is gone, then its token.
+    world.kube.put(resource(replicas=1, tags={"team": "net"}))
+    result, _ = await world.tick()  # the pod still runs: wait
+    assert len(world.workers()) == 2
+    assert result.retry_after == 5
+    result, _ = await world.tick()
+    assert set(world.workers()) == {f"{CLUSTER}-{NAMESPACE}-edge-0"}
+    assert set(world.tokens()) == {"edge-0"}
+    assert "Deregistered" in [e.reason for e in result.events]
+
+    # Lost storage: the reregister annotation replaces the worker and restarts the pod.
+    first = world.workers()[f"{CLUSTER}-{NAMESPACE}-edge-0"]["id"]
+    old_token = world.tokens()["edge-0"]
+    lost = resource(replicas=1, tags={"team": "net"})
+    lost["metadata"]["annotations"] = {REREGISTER_ANNOTATION: "0"}
+    world.kube.put(lost)
+    result, _ = await world.tick()
+    assert world.workers()[f"{CLUSTER}-{NAMESPACE}-edge-0"]["id"] != first
+    assert world.tokens()["edge-0"] != old_token
+    body = world.kube.objects[("BoundaryPKIWorker", NAMESPACE, "edge")]
+    assert REREGISTER_ANNOTATION not in body["metadata"].get("annotations", {})
+    assert [e.reason for e in result.events] == ["Reregistering", "Registered", "Reregistered"]
+
+    # Delete: scale to zero, wait for the pods, then deregister.
+    assert await world.service.finalize(body) == "waiting for 1 pod(s) to stop"
+    assert world.kube.objects[("StatefulSet", NAMESPACE, "edge")]["spec"]["replicas"] == 0
+    world.kube.run_stateful_sets()
+    assert await world.service.finalize(body) is None
+    assert world.workers() == {}
+
+
+async def test_a_worker_name_taken_by_a_stranger_is_left_alone(world: World) -> None:
+    stranger = world.controller.client()
+    await stranger.authenticate_password(AUTH_METHOD, LOGIN, PASSWORD)
+    await stranger.workers.create_controller_led(f"{CLUSTER}-{NAMESPACE}-edge-0")
+    world.kube.put(resource())
+    _, status = await world.tick()
+    assert status is not None
+    registered = next(c for c in status["conditions"] if c["type"] == "Registered")
+    assert (registered["status"], registered["reason"]) == ("False", "NameTaken")
+    assert len(world.workers()) == 1  # the stranger's, untouched
+
+
+async def test_a_manual_token_secret_is_used_without_the_controller(world: World) -> None:
+    world.kube.put(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "mine", "namespace": NAMESPACE},
+            "data": {"edge-0": base64.b64encode(b"neslat_mine").decode()},
+        }
+    )
+    world.kube.put(
+        resource(
+            registration={
+                "initialUpstreams": ["c:9201"],
+                "activationTokenSecretRef": {"name": "mine"},
+            }
+        )
+    )
+    controller_writes = world.controller.total_writes
+    _, status = await world.tick()
+    assert world.tokens() == {"edge-0": "neslat_mine"}
+    assert world.controller.total_writes == controller_writes
+    assert status is not None
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "False"  # no pod running yet
+
+
+async def test_a_missing_token_secret_names_the_field(world: World) -> None:
+    world.kube.put(
+        resource(
+            registration={
+                "initialUpstreams": ["c:9201"],
+                "activationTokenSecretRef": {"name": "absent"},
+            }
+        )
+    )
+    result, status = await world.tick()
+    assert status is not None
+    valid = next(c for c in status["conditions"] if c["type"] == "ConfigValid")
+    assert valid["status"] == "False"
+    assert "activationTokenSecretRef: Secret 'absent' does not exist" in valid["message"]
+    assert result.retry_after == 30
