@@ -32,7 +32,7 @@ node_port=${WORKER_NODE_PORT:-30920}
 export WEB_IMAGE=${WEB_IMAGE:-docker.io/library/nginx:1.27}
 export DB_IMAGE=${DB_IMAGE:-docker.io/library/postgres:17}
 
-say() { echo "e2e-kind: $*" >&2; }
+say() { echo "e2e-kind [$((SECONDS - ${start:-0})) s]: $*" >&2; }
 k() { "$kubectl" --context "$context" "$@"; }
 
 need() {
@@ -62,7 +62,7 @@ up() {
     fi
   done
 
-  local start=$SECONDS
+  start=$SECONDS
   work=$(mktemp -d)
   trap 'rm -rf "$work"' EXIT
   if ! "$kind" get clusters | grep -qx "$cluster"; then
@@ -135,8 +135,7 @@ up() {
     say "service demo/$service: $(k -n demo get service "$service" \
       -o jsonpath='{.metadata.annotations.boundaryproject\.io/targets}')"
   done
-  say "the chart, both images and the examples work on kind (worker at $node_ip:$node_port," \
-    "$((SECONDS - start)) s in all)"
+  say "the chart, both images and the examples work on kind (worker at $node_ip:$node_port)"
 }
 
 case ${1:-up} in

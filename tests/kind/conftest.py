@@ -24,6 +24,7 @@ from kind_harness import (
     CACHE,
     CLUSTER,
     ENGINE,
+    MIRROR_PORT,
     REPO,
     TIMINGS,
     WORKER_NODE_PORT,
@@ -36,7 +37,7 @@ from kind_harness import (
 
 from boundary_devstack.agent_process import LocalAgent, local_agent
 from boundary_devstack.clients import Kubectl
-from boundary_devstack.net import free_port, http_ok
+from boundary_devstack.net import http_ok
 from boundary_devstack.process import ManagedProcess
 from boundary_devstack.pytest_plugin import default_bin_dir
 from boundary_devstack.stack import LocalStack, StackEnv
@@ -90,7 +91,7 @@ def package_mirror(engine: Engine) -> Iterator[str]:
     python = shutil.which("python3", path=outside)
     assert python, "no python3 outside the project's virtualenv"
     run(python, REPO / "tools" / "images" / "package-mirror.py", directory)
-    port = free_port(engine.address)
+    port = MIRROR_PORT
     server = ManagedProcess(
         "package-mirror",
         [
@@ -172,6 +173,7 @@ def kind_cluster(
             ),
         }
     TIMINGS.unlink(missing_ok=True)
+    (REPO / ".stack" / "e2e-kind.log").unlink(missing_ok=True)
     cluster = KindCluster(
         kubectl=Kubectl(
             StackEnv({"KUBECONFIG": str(kubeconfig), "STACK_BIN": str(default_bin_dir())})

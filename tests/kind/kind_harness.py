@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from boundary_devstack.clients import Kubectl
+from boundary_devstack.process import tail
 from boundary_devstack.pytest_plugin import default_bin_dir
 
 REPO = Path(__file__).resolve().parents[2]
@@ -19,6 +20,9 @@ WORKER_NODE_PORT = 30920
 WORKER_UID = 12345
 """The worker pods run as this UID, not the image's: an arbitrary one, as OpenShift assigns."""
 TIMINGS = REPO / ".stack" / "e2e-kind-timings.txt"
+MIRROR_PORT = 47480
+"""The package mirror's port on the bridge. Fixed: the URL is a build argument, and a new one
+would invalidate the image builds' cached layers every run."""
 
 
 def run(*argv: str | Path, env: dict[str, str] | None = None, timeout: float = 1800) -> str:
@@ -87,8 +91,22 @@ class KindCluster:
     def helm(self, *args: str) -> str:
         return run(default_bin_dir() / "helm", *args, env=self.script_env, timeout=600)
 
-    def script(self, *args: str) -> str:
-        return run(REPO / "tools" / "e2e-kind.sh", *args, env=self.script_env)
+    def script(self, *args: str) -> None:
+        """tools/e2e-kind.sh, its progress lines kept in .stack/e2e-kind.log."""
+        with (REPO / ".stack" / "e2e-kind.log").open("a") as log:
+            result = subprocess.run(
+                [str(REPO / "tools" / "e2e-kind.sh"), *args],
+                env=self.script_env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                timeout=1800,
+                check=False,
+            )
+        if result.returncode != 0:
+            raise AssertionError(
+                f"tools/e2e-kind.sh {' '.join(args)} exited {result.returncode}; "
+                f"its output is in .stack/e2e-kind.log:\n{tail(REPO / '.stack' / 'e2e-kind.log')}"
+            )
 
     def record(self, what: str, seconds: float) -> None:
         self.timings[what] = seconds

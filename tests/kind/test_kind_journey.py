@@ -119,7 +119,7 @@ def test_worker_pod_is_restricted_stores_on_a_local_path_volume_and_registers(
     # there, so the check is seen to work.
     assert restricted_refuses(kind_cluster, pod) == ""
     db = kubectl.get_json("pods", "-n", "demo", "-l", "app=db")["items"][0]
-    assert "violate PodSecurity" in restricted_refuses(kind_cluster, db)
+    assert "violates PodSecurity" in restricted_refuses(kind_cluster, db)
 
     claim = kubectl.get_json("pvc", "data-edge-0", "-n", "demo")
     assert claim["status"]["phase"] == "Bound"
@@ -227,9 +227,33 @@ def test_a_deleted_worker_pod_returns_as_the_same_boundary_worker(
     (after,) = worker_status(kind_cluster)["replicas"]
     assert after["workerId"] == before["workerId"], "the identity on the volume was not kept"
     assert our_boundary_workers(boundary_cli) == names
-    # A new session (the agent is fresh) through the new pod.
+    # A new session (the agent is fresh) through the new pod, once the node port leads to it:
+    # kube-proxy follows the proxy Service's endpoints a moment after they change.
+    new_ip = kubectl.get_json("pod", "edge-0", "-n", "demo")["status"]["podIP"]
+    assert wait_for(lambda: proxy_endpoints(kind_cluster) == [new_ip], 60)
     address = through_agent.resolve(agent.dns_host, agent.dns_port, WEB)
-    assert "Welcome to nginx" in through_agent.http_get(address, WEB)
+    assert wait_for(lambda: "Welcome to nginx" in http_get_or_empty(address, WEB), 20, 2)
+
+
+def proxy_endpoints(cluster: KindCluster) -> list[str]:
+    """The ready addresses behind the worker's proxy Service."""
+    slices = cluster.kubectl.get_json(
+        "endpointslices", "-n", "demo", "-l", "kubernetes.io/service-name=edge-proxy"
+    )["items"]
+    return sorted(
+        address
+        for item in slices
+        for endpoint in item.get("endpoints") or []
+        if endpoint.get("conditions", {}).get("ready")
+        for address in endpoint["addresses"]
+    )
+
+
+def http_get_or_empty(address: str, alias: str) -> str:
+    try:
+        return through_agent.http_get(address, alias, timeout=10)
+    except through_agent.NotThroughBoundary:
+        return ""
 
 
 def owned_versions(cluster: KindCluster) -> dict[str, str]:
