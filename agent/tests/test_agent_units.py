@@ -9,8 +9,8 @@ import dns.message
 import dns.rdatatype
 import pytest
 
+from boundary_agent.addresses import AddressPool
 from boundary_agent.config import AgentConfig, ConfigError, parse_config
-from boundary_agent.daemon import AddressPool
 from boundary_agent.dns import LocalAddresses, Resolver
 from boundary_agent.peers import _hex_endpoint
 from boundary_agent.protocol import (

@@ -1,0 +1,101 @@
+"""The local end of each alias: a stable address per name (IPv4, IPv6 or both), put on the
+interface when the kernel does not already deliver it, and a TCP listener on the target's port
+at each address."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import ipaddress
+import logging
+import socket
+import subprocess
+from collections.abc import Awaitable, Callable, Iterator
+
+from boundary_agent.config import AgentConfig, join_host_port, needs_no_address
+from boundary_agent.dns import LocalAddresses
+
+log = logging.getLogger("boundary_agent")
+
+ConnectionHandler = Callable[[str, asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+"""(alias, reader, writer): serves one connection to an alias's local address."""
+
+
+class AddressPool:
+    """Stable name -> local addresses (one per configured prefix: IPv4, IPv6 or both) while
+    the agent runs."""
+
+    def __init__(self, v4_prefix: str, v6_prefix: str = "") -> None:
+        self._hosts = [_hosts_after_first(p) for p in (v4_prefix, v6_prefix) if p]
+        self.by_name: dict[str, LocalAddresses] = {}
+
+    def addresses(self, name: str) -> LocalAddresses:
+        if name not in self.by_name:
+            self.by_name[name] = LocalAddresses(tuple(str(next(h)) for h in self._hosts))
+        return self.by_name[name]
+
+
+def _hosts_after_first(prefix: str) -> Iterator[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    hosts = ipaddress.ip_network(prefix).hosts()
+    next(hosts)  # keep the first address (the .1 of 127/8 is the loopback host)
+    return hosts
+
+
+class Listeners:
+    def __init__(self, config: AgentConfig, serve: ConnectionHandler) -> None:
+        self.config = config
+        self.pool = AddressPool(config.v4_prefix, config.v6_prefix)
+        self.servers: dict[tuple[str, int], asyncio.Server] = {}
+        self._serve = serve
+        self._added_addresses: list[str] = []
+
+    def addresses(self, alias: str) -> LocalAddresses | None:
+        """The alias's local addresses, once it has them."""
+        return self.pool.by_name.get(alias)
+
+    async def listen(self, alias: str, port: int) -> None:
+        """Listen for the alias on `port` at each of its local addresses."""
+        for address in self.pool.addresses(alias).addresses:
+            if (address, port) in self.servers:
+                continue
+            self._ensure_address(address)
+            server = await asyncio.start_server(
+                functools.partial(self._serve, alias),
+                address,
+                port,
+                reuse_address=True,
+                backlog=socket.SOMAXCONN,  # asyncio's 100 overflows under a burst of connections
+            )
+            self.servers[(address, port)] = server
+            log.info("alias %s -> %s", alias, join_host_port(address, port))
+
+    def _ensure_address(self, address: str) -> None:
+        if needs_no_address(address) or address in self._added_addresses:
+            return
+        argv = ["ip", "addr", "add", _host_prefix(address), "dev", self._device]
+        if ":" in address:
+            argv.append("nodad")  # usable at once, not after duplicate address detection
+        subprocess.run(argv, check=False, capture_output=True)
+        self._added_addresses.append(address)
+
+    @property
+    def _device(self) -> str:
+        return self.config.interface_to_use or "lo"
+
+    def close(self) -> None:
+        for server in self.servers.values():
+            server.close()
+
+    def remove_addresses(self) -> None:
+        """Take the added addresses off the interface again; at shutdown, when nothing else runs
+        on the loop any more, so blocking calls are fine here."""
+        for address in self._added_addresses:
+            subprocess.run(
+                ["ip", "addr", "del", _host_prefix(address), "dev", self._device],
+                check=False,
+                capture_output=True,
+            )
+
+
+def _host_prefix(address: str) -> str:
+    return f"{address}/128" if ":" in address else f"{address}/32"
