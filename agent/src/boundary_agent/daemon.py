@@ -108,10 +108,18 @@ class Agent:
                 await self._ensure_listener(user, alias)
 
     async def _refresh_forever(self) -> None:
+        """Every interval, each user's aliases, for as long as the agent runs. A round that fails
+        in a way nobody foresaw is reported (with its traceback in the log) and the next round
+        comes all the same: the agent must never stop learning new aliases."""
         while True:
             await asyncio.sleep(self.config.alias_refresh_interval)
             for user in self.users:
-                await self.refresh_user(user)
+                try:
+                    await self.refresh_user(user)
+                except Exception as exc:
+                    self.health.record_error(
+                        f"alias refresh for uid {user.uid} failed: {exc!r}", cause=exc
+                    )
 
     # ------------------------------------------------------------------ listeners
 

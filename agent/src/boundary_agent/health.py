@@ -20,10 +20,14 @@ class Health:
         self.failures = 0
         self._pause = pause
 
-    def record_error(self, message: str) -> None:
+    def record_error(self, message: str, *, cause: BaseException | None = None) -> None:
+        """Keep message for `status` and log it; an unexpected `cause` logs its traceback."""
         stamp = datetime.datetime.now(datetime.UTC).strftime("%H:%M:%S")
         self.errors.appendleft(f"{stamp} {message}")
-        log.warning("%s", message)
+        if cause is None:
+            log.warning("%s", message)
+        else:
+            log.error("%s", message, exc_info=cause)
 
     def controller_failed(self, message: str) -> None:
         self.record_error(message)

@@ -1,0 +1,90 @@
+"""The alias refresh must keep going whatever one round meets: a malformed answer, the controller
+failing while the agent learns a target's port, a listener that cannot bind, an address the
+interface refuses. Driven by a stub controller (stub_controller.py) and real loopback sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import socket
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+from stub_controller import StubController, alias, token
+
+from boundary_agent.config import AgentConfig
+from boundary_agent.daemon import Agent
+
+UID = 4242
+ALIAS = "db.stub.test"
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _config(tmp_path: Path, **overrides: Any) -> AgentConfig:
+    # A random 127.x/16 of its own, so that parallel runs never meet on an address.
+    second = 100 + secrets.randbelow(150)
+    settings: dict[str, Any] = {
+        "v4_prefix": f"127.{second}.0.0/16",
+        "state_file": str(tmp_path / "run" / "state.json"),
+        "override_upstream_dns_servers": ["127.0.0.1:9"],
+        "alias_refresh_interval": 0.01,
+        **overrides,
+    }
+    return AgentConfig.model_validate(settings)
+
+
+@contextlib.asynccontextmanager
+async def _agent(config: AgentConfig, controller: StubController) -> AsyncIterator[Agent]:
+    """An agent that is not started (no DNS, no control API): its refresh and listeners only."""
+    agent = Agent(config, connect=controller.connect)
+    try:
+        yield agent
+    finally:
+        agent.listeners.close()
+
+
+def _first_address(config: AgentConfig) -> str:
+    return config.v4_prefix.replace("0.0/16", "0.2")
+
+
+async def _eventually(predicate: Callable[[], bool], timeout: float = 3.0) -> bool:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            return False
+        await asyncio.sleep(0.01)
+    return True
+
+
+async def test_an_unexpected_error_in_one_round_does_not_end_the_refresh_loop(
+    tmp_path: Path,
+) -> None:
+    config = _config(tmp_path)
+    controller = StubController(aliases=[alias(ALIAS)], target_port=_free_port("127.0.0.1"))
+    async with _agent(config, controller) as agent:
+        await agent.add_token(UID, "http://controller.test", token())
+        # A controller answer the client cannot parse raises its validation error (a
+        # ValueError), not a BoundaryError.
+        controller.list_error = ValueError("malformed listing")
+        before = controller.calls["users.list_resolvable_aliases"]
+        loop = asyncio.create_task(agent._refresh_forever())
+        try:
+            kept_going = await _eventually(
+                lambda: controller.calls["users.list_resolvable_aliases"] >= before + 3
+            )
+            assert kept_going, "the refresh loop stopped after one failed round"
+            assert not loop.done()
+        finally:
+            loop.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await loop
+        assert any("malformed listing" in e for e in agent.health.errors), agent.health.errors
