@@ -16,6 +16,7 @@ from stub_controller import StubController, alias, token
 
 from boundary_agent.config import AgentConfig
 from boundary_agent.daemon import Agent
+from boundary_api import PermissionDenied, Unavailable
 
 UID = 4242
 ALIAS = "db.stub.test"
@@ -88,3 +89,26 @@ async def test_an_unexpected_error_in_one_round_does_not_end_the_refresh_loop(
             with contextlib.suppress(asyncio.CancelledError):
                 await loop
         assert any("malformed listing" in e for e in agent.health.errors), agent.health.errors
+
+
+async def test_the_controller_failing_while_a_session_tells_the_port_is_a_counted_failure(
+    tmp_path: Path,
+) -> None:
+    """No read grant on the target: the port comes from a session, whose authorization fails."""
+    config = _config(tmp_path)
+    controller = StubController(
+        aliases=[alias(ALIAS)],
+        target_error=PermissionDenied("no read grant", status=403),
+    )
+    async with _agent(config, controller) as agent:
+        controller.authorize_error = Unavailable("controller unreachable")
+        await agent.add_token(UID, "http://controller.test", token())
+        assert controller.calls["sessions.authorize"] == 1
+        assert agent.health.failures == 1
+        assert agent.lookup(ALIAS) is None, "no port, no listener: the name is not answered"
+        # Refused outright (no grant to connect either): an error, not a crash.
+        controller.authorize_error = PermissionDenied("no authorize grant", status=403)
+        user = agent.users.get(UID)
+        assert user is not None
+        await agent.refresh_user(user)
+        assert any("no authorize grant" in e for e in agent.health.errors)

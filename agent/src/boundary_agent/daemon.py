@@ -31,6 +31,7 @@ from boundary_api import (
     BoundaryError,
     NotFound,
     PermissionDenied,
+    Unavailable,
 )
 
 log = logging.getLogger("boundary_agent")
@@ -124,22 +125,33 @@ class Agent:
     # ------------------------------------------------------------------ listeners
 
     async def _target_port(self, user: User, alias: Alias) -> int | None:
+        """The port of the alias's target; None, with the reason recorded, when the controller
+        cannot tell now (the next refresh asks again)."""
         if alias.value in self.ports:
             return self.ports[alias.value]
         try:
             target = await user.client.targets.read(alias.destination_id)
             port = target.default_port
         except (PermissionDenied, NotFound):
-            # No read grant on the target: a session says the port (and serves the first
-            # connection, so it is not wasted).
-            session = await self.sessions.authorize(user, alias.value, "", 0)
-            port = session.authorization.endpoint_port
+            port = await self._port_from_a_session(user, alias)
         except BoundaryError as exc:
             self.health.controller_failed(f"cannot read target of {alias.value}: {exc}")
             return None
         if port:
             self.ports[alias.value] = port
         return port
+
+    async def _port_from_a_session(self, user: User, alias: Alias) -> int | None:
+        """No read grant on the target: a session says the port (and serves the first
+        connection, so it is not wasted)."""
+        try:
+            session = await self.sessions.authorize(user, alias.value, "", 0)
+        except Unavailable:
+            return None  # counted as a controller failure where it happened
+        except BoundaryError as exc:
+            self.health.record_error(f"cannot learn the port of {alias.value}: {exc}")
+            return None
+        return session.authorization.endpoint_port
 
     async def _ensure_listener(self, user: User, alias: Alias) -> None:
         if not alias.destination_id:
