@@ -112,3 +112,32 @@ async def test_the_controller_failing_while_a_session_tells_the_port_is_a_counte
         assert user is not None
         await agent.refresh_user(user)
         assert any("no authorize grant" in e for e in agent.health.errors)
+
+
+async def test_a_listener_that_cannot_bind_is_reported_and_tried_again_next_round(
+    tmp_path: Path,
+) -> None:
+    config = _config(tmp_path)
+    address = _first_address(config)
+    port = _free_port(address)
+    controller = StubController(aliases=[alias(ALIAS)], target_port=port)
+    squatter = socket.socket()
+    squatter.bind((address, port))
+    squatter.listen()
+    async with _agent(config, controller) as agent:
+        try:
+            await agent.add_token(UID, "http://controller.test", token())
+            assert agent.lookup(ALIAS) is None, "no listener: the name must not be answered"
+            assert any(ALIAS in e and "Address already in use" in e for e in agent.health.errors), (
+                agent.health.errors
+            )
+        finally:
+            squatter.close()
+        user = agent.users.get(UID)
+        assert user is not None
+        await agent.refresh_user(user)
+        answered = agent.lookup(ALIAS)
+        assert answered is not None
+        assert answered.addresses == (address,)
+        with socket.create_connection((address, port), timeout=2):
+            pass  # the agent listens there now

@@ -8,6 +8,7 @@ import asyncio
 import functools
 import ipaddress
 import logging
+import os
 import socket
 import subprocess
 from collections.abc import Awaitable, Callable, Iterator
@@ -41,33 +42,47 @@ def _hosts_after_first(prefix: str) -> Iterator[ipaddress.IPv4Address | ipaddres
     return hosts
 
 
+class ListenError(Exception):
+    """An alias's local end could not be set up; the message names the alias, the address and
+    the cause."""
+
+
 class Listeners:
     def __init__(self, config: AgentConfig, serve: ConnectionHandler) -> None:
         self.config = config
         self.pool = AddressPool(config.v4_prefix, config.v6_prefix)
         self.servers: dict[tuple[str, int], asyncio.Server] = {}
         self._serve = serve
+        self._ready: set[str] = set()
         self._added_addresses: list[str] = []
 
     def addresses(self, alias: str) -> LocalAddresses | None:
-        """The alias's local addresses, once it has them."""
-        return self.pool.by_name.get(alias)
+        """The alias's local addresses, once it listens at every one of them."""
+        return self.pool.by_name[alias] if alias in self._ready else None
 
     async def listen(self, alias: str, port: int) -> None:
-        """Listen for the alias on `port` at each of its local addresses."""
+        """Listen for the alias on `port` at each of its local addresses. Raises ListenError
+        when one cannot be had; calling again tries the missing ones again."""
         for address in self.pool.addresses(alias).addresses:
             if (address, port) in self.servers:
                 continue
             self._ensure_address(address)
-            server = await asyncio.start_server(
-                functools.partial(self._serve, alias),
-                address,
-                port,
-                reuse_address=True,
-                backlog=socket.SOMAXCONN,  # asyncio's 100 overflows under a burst of connections
-            )
+            try:
+                server = await asyncio.start_server(
+                    functools.partial(self._serve, alias),
+                    address,
+                    port,
+                    reuse_address=True,
+                    backlog=socket.SOMAXCONN,  # asyncio's 100 overflows under a burst
+                )
+            except OSError as exc:
+                cause = os.strerror(exc.errno) if exc.errno else str(exc)
+                raise ListenError(
+                    f"cannot listen for {alias} on {join_host_port(address, port)}: {cause}"
+                ) from exc
             self.servers[(address, port)] = server
             log.info("alias %s -> %s", alias, join_host_port(address, port))
+        self._ready.add(alias)
 
     def _ensure_address(self, address: str) -> None:
         if needs_no_address(address) or address in self._added_addresses:

@@ -18,7 +18,7 @@ import socket
 from pathlib import Path
 
 from boundary_agent import VERSION, protocol
-from boundary_agent.addresses import Listeners
+from boundary_agent.addresses import ListenError, Listeners
 from boundary_agent.config import AgentConfig
 from boundary_agent.control import ControlAPI
 from boundary_agent.dns import DNSServer, LocalAddresses, Resolver, system_upstreams
@@ -159,7 +159,10 @@ class Agent:
         port = await self._target_port(user, alias)
         if port is None:
             return
-        await self.listeners.listen(alias.value, port)
+        try:
+            await self.listeners.listen(alias.value, port)
+        except ListenError as exc:
+            self.health.record_error(str(exc))  # the next refresh tries again
 
     # ------------------------------------------------------------------ connections
 
