@@ -8,10 +8,12 @@ import asyncio
 import contextlib
 import secrets
 import socket
+import stat
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from stub_controller import StubController, alias, token
 
 from boundary_agent.config import AgentConfig
@@ -49,7 +51,7 @@ async def _agent(config: AgentConfig, controller: StubController) -> AsyncIterat
     try:
         yield agent
     finally:
-        agent.listeners.close()
+        await agent.listeners.close()
 
 
 def _first_address(config: AgentConfig) -> str:
@@ -141,3 +143,40 @@ async def test_a_listener_that_cannot_bind_is_reported_and_tried_again_next_roun
         assert answered.addresses == (address,)
         with socket.create_connection((address, port), timeout=2):
             pass  # the agent listens there now
+
+
+async def test_adding_an_address_neither_blocks_the_loop_nor_hides_a_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A prefix outside 127/8 needs `ip addr add`. Here `ip` is a stand-in that takes a while
+    and fails as an unprivileged one does."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    ip = bin_dir / "ip"
+    ip.write_text(
+        "#!/bin/sh\nsleep 0.5\necho 'RTNETLINK answers: Operation not permitted' >&2\nexit 2\n"
+    )
+    ip.chmod(ip.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{Path('/usr/bin')}:{Path('/bin')}")
+    config = _config(tmp_path, v4_prefix="100.127.0.0/16", interface_to_use="bkstub0")
+    controller = StubController(aliases=[alias(ALIAS)], target_port=_free_port("127.0.0.1"))
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0.01)
+
+    async with _agent(config, controller) as agent:
+        ticker = asyncio.create_task(tick())
+        try:
+            await agent.add_token(UID, "http://controller.test", token())
+        finally:
+            ticker.cancel()
+        assert ticks >= 10, f"the event loop stood still while `ip` ran ({ticks} ticks)"
+        assert any(
+            "100.127.0.2" in e and "bkstub0" in e and "Operation not permitted" in e
+            for e in agent.health.errors
+        ), agent.health.errors
+        assert agent.lookup(ALIAS) is None

@@ -10,7 +10,6 @@ import ipaddress
 import logging
 import os
 import socket
-import subprocess
 from collections.abc import Awaitable, Callable, Iterator
 
 from boundary_agent.config import AgentConfig, join_host_port, needs_no_address
@@ -66,7 +65,7 @@ class Listeners:
         for address in self.pool.addresses(alias).addresses:
             if (address, port) in self.servers:
                 continue
-            self._ensure_address(address)
+            await self._ensure_address(alias, address)
             try:
                 server = await asyncio.start_server(
                     functools.partial(self._serve, alias),
@@ -84,32 +83,65 @@ class Listeners:
             log.info("alias %s -> %s", alias, join_host_port(address, port))
         self._ready.add(alias)
 
-    def _ensure_address(self, address: str) -> None:
+    async def _ensure_address(self, alias: str, address: str) -> None:
         if needs_no_address(address) or address in self._added_addresses:
             return
-        argv = ["ip", "addr", "add", _host_prefix(address), "dev", self._device]
+        argv = ["addr", "add", _host_prefix(address), "dev", self._device]
         if ":" in address:
             argv.append("nodad")  # usable at once, not after duplicate address detection
-        subprocess.run(argv, check=False, capture_output=True)
+        try:
+            await _ip(*argv)
+        except IPCommandError as exc:
+            # Already there (left by an agent that did not stop cleanly): ours to use.
+            if "File exists" not in str(exc):
+                raise ListenError(
+                    f"cannot add {address} to {self._device} for {alias}: {exc}"
+                ) from exc
         self._added_addresses.append(address)
 
     @property
     def _device(self) -> str:
         return self.config.interface_to_use or "lo"
 
-    def close(self) -> None:
+    async def close(self) -> None:
+        """Stop listening, and take the added addresses off the interface again."""
         for server in self.servers.values():
             server.close()
-
-    def remove_addresses(self) -> None:
-        """Take the added addresses off the interface again; at shutdown, when nothing else runs
-        on the loop any more, so blocking calls are fine here."""
         for address in self._added_addresses:
-            subprocess.run(
-                ["ip", "addr", "del", _host_prefix(address), "dev", self._device],
-                check=False,
-                capture_output=True,
-            )
+            try:
+                await _ip("addr", "del", _host_prefix(address), "dev", self._device)
+            except IPCommandError as exc:
+                log.warning("cannot remove %s from %s: %s", address, self._device, exc)
+        self._added_addresses.clear()
+
+
+class IPCommandError(Exception):
+    """`ip` failed; the message is what it said."""
+
+
+IP_TIMEOUT = 10.0
+"""Seconds an `ip` command may take (it is local and quick; this only bounds a hang)."""
+
+
+async def _ip(*args: str) -> None:
+    """Run `ip ARGS` without blocking the event loop; IPCommandError with its message when it
+    fails."""
+    command = " ".join(["ip", *args])
+    try:
+        process = await asyncio.create_subprocess_exec(
+            "ip", *args, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
+        )
+    except OSError as exc:
+        raise IPCommandError(f"cannot run `{command}`: {exc.strerror}") from exc
+    try:
+        _, stderr = await asyncio.wait_for(process.communicate(), IP_TIMEOUT)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise IPCommandError(f"`{command}` took more than {IP_TIMEOUT:.0f} s") from None
+    if process.returncode != 0:
+        said = stderr.decode(errors="replace").strip()
+        raise IPCommandError(said or f"`{command}` exited with {process.returncode}")
 
 
 def _host_prefix(address: str) -> str:

@@ -228,9 +228,8 @@ class Agent:
         for task in self._tasks:
             task.cancel()
         await self.sessions.close()
-        self.listeners.close()
         await self.dns.stop()
         await self.control.stop()
         await self.users.close()
-        self.listeners.remove_addresses()
+        await self.listeners.close()
         Path(self.config.state_file).unlink(missing_ok=True)  # noqa: ASYNC240
