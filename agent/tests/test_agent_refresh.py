@@ -11,13 +11,14 @@ import socket
 import stat
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from stub_controller import StubController, alias, token
 
 from boundary_agent.config import AgentConfig
 from boundary_agent.daemon import Agent
+from boundary_agent.sessions import ActiveSession
 from boundary_api import PermissionDenied, Unavailable
 
 UID = 4242
@@ -180,3 +181,23 @@ async def test_adding_an_address_neither_blocks_the_loop_nor_hides_a_failure(
             for e in agent.health.errors
         ), agent.health.errors
         assert agent.lookup(ALIAS) is None
+
+
+async def test_cancelled_sessions_leave_no_task_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cancelled = 0
+
+    async def cancel(session: ActiveSession) -> None:
+        nonlocal cancelled
+        cancelled += 1
+
+    async with _agent(_config(tmp_path), StubController()) as agent:
+        monkeypatch.setattr(agent.sessions, "_cancel", cancel)
+        for round_ in range(50):
+            fake = cast(ActiveSession, type("Session", (), {"uid": UID})())
+            agent.sessions.active[(UID, f"a{round_}.test")] = fake
+            agent.sessions.drop(lambda s: True)
+        assert await _eventually(lambda: cancelled == 50)
+        await asyncio.sleep(0)
+        assert len(agent.sessions._tasks) == 0

@@ -50,7 +50,8 @@ class Sessions:
     def __init__(self, health: Health) -> None:
         self.health = health
         self.active: dict[tuple[int, str], ActiveSession] = {}
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        """Cancellations under way; each leaves the set when done."""
         self._session_locks: collections.defaultdict[tuple[int, str], asyncio.Lock] = (
             collections.defaultdict(asyncio.Lock)
         )
@@ -63,7 +64,8 @@ class Sessions:
             if which(session):
                 del self.active[key]
                 task = asyncio.create_task(self._cancel(session))
-                self._tasks.append(task)
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
 
     @staticmethod
     async def _cancel(session: ActiveSession) -> None:
@@ -74,7 +76,7 @@ class Sessions:
 
     async def close(self) -> None:
         """Cancel every session at its worker (the agent is stopping)."""
-        for task in self._tasks:
+        for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(
             *(self._cancel(s) for s in self.active.values()), return_exceptions=True
