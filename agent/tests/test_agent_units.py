@@ -31,6 +31,11 @@ def test_defaults_match_the_official_agent() -> None:
     assert not config.loopback_mode
 
 
+def test_log_level_in_any_case_as_the_official_documentation_writes_it() -> None:
+    assert parse_config('log_level = "DEBUG"').log_level == "debug"
+    assert parse_config('log_level = "Warn"').log_level == "warn"
+
+
 def test_durations_and_loopback_mode() -> None:
     config = parse_config('alias_refresh_interval = "2m"\nv4_prefix = "127.77.0.0/16"\n')
     assert config.alias_refresh_interval == 120
@@ -64,6 +69,10 @@ def test_valid_v6_prefixes(text: str, loopback_mode: bool) -> None:
         ('override_upstream_dns_servers = ["not-an-ip"]', "override_upstream_dns_servers"),
         ('resolver_mode = "magic"', "resolver_mode"),
         ("no_such_field = 1", "no_such_field"),
+        ("log_to_stdout = false", "log_to_stdout is false and log_file is empty"),
+        ('log_level = "verbose"', "log_level"),
+        ("control_listen_port = 0", "control_listen_port"),
+        ("control_listen_port = 65536", "control_listen_port"),
     ],
 )
 def test_invalid_fields_are_named(text: str, field: str) -> None:

@@ -81,6 +81,25 @@ class Agent:
         if not self.paused:
             self.pause(reason)
 
+    def reload(self, fresh: AgentConfig) -> None:
+        """SIGHUP: take the fields that can change without dropping sessions from a freshly
+        read config (logging is the caller's: logs.configure_logging). Every other field needs
+        a restart."""
+        reloadable = (
+            "alias_refresh_interval",
+            "dns_request_timeout",
+            "log_file",
+            "log_level",
+            "log_to_stdout",
+            "override_upstream_dns_servers",
+            "auto_pause_failures",
+        )
+        self.config = self.config.model_copy(update={f: getattr(fresh, f) for f in reloadable})
+        self.resolver.timeout = fresh.dns_request_timeout
+        if fresh.override_upstream_dns_servers:
+            self.resolver.upstreams = fresh.upstreams()
+        self.health.auto_pause_failures = fresh.auto_pause_failures
+
     def resume(self) -> None:
         self.paused, self.pause_reason = False, ""
         self.health.controller_answered()
@@ -209,16 +228,13 @@ class Agent:
 
     async def start(self) -> list[tuple[str, int]]:
         bound = await self.dns.start()
-        port = int(
-            os.environ.get("BOUNDARY_CLIENT_AGENT_LISTENING_PORT", self.config.control_listen_port)
-        )
+        port = self.config.control_listen_port
         try:
             await self.control.start(port)
         except OSError as exc:
             await self.dns.stop()
             raise RuntimeError(
-                f"control API: cannot listen on port "
-                f"{self.config.control_listen_port}: {exc.strerror}"
+                f"control API: cannot listen on control_listen_port {port}: {exc.strerror}"
             ) from exc
         self._tasks.append(asyncio.create_task(self._refresh_forever()))
         self.write_state()

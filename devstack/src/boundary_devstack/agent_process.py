@@ -113,7 +113,6 @@ def local_agent(
             name,
             [*AGENT_CLI, "run", "-config", str(config)],
             log_path=directory / "agent.log",
-            env={**os.environ, "BOUNDARY_CLIENT_AGENT_LISTENING_PORT": str(control_port)},
         ),
     )
     return agent
