@@ -296,42 +296,80 @@ def test_pause_defers_to_upstream_and_resume_brings_the_alias_back(
     assert dig(agent.dns_port, alias).startswith("127.77.")
 
 
-def test_the_official_cli_prints_our_status_and_sessions(
-    agent: LocalAgent, alias: str, backend: tuple[int, str], stack_env: StackEnv
+def test_the_official_cli_logs_in_lists_pauses_and_resumes_through_our_control_api(
+    upstream: int,
+    alias: str,
+    backend: tuple[int, str],
+    stack_env: StackEnv,
+    tmp_path: Path,
 ) -> None:
-    """The real `boundary client-agent status` and `sessions` against our control API. Linux
-    builds of boundary have no client-agent command, so this is its Windows build under Wine."""
-    port, _ = backend
-    assert wait_for(lambda: dig(agent.dns_port, alias).startswith("127.77."), timeout=20)
-    address = dig(agent.dns_port, alias)
-    subprocess.run(  # one small request, so that the agent holds a session
-        [
-            *("curl", "-sSf", "-o", "/dev/null"),
-            *("--resolve", f"{alias}:{port}:{address}", f"http://{alias}:{port}/"),
-        ],
-        check=True,
-        timeout=60,
+    """The real `boundary authenticate` hands its new token to our agent, and the real
+    `boundary client-agent status`, `sessions`, `pause` and `resume` work against it, through
+    the hardened control API. Linux builds of boundary have no client-agent command, so this is
+    its Windows build under Wine. The agent is this test's own, started logged out."""
+    values = stack_env.values
+    local = local_agent(
+        tmp_path / "agent",
+        DNS_HOST,
+        prefix="127.78.0.0/16",
+        upstream=f"{UPSTREAM_HOST}:{upstream}",
+        name="agent-official-cli",
     )
-    ours = {
-        path: http_json(f"http://127.0.0.1:{agent.control_port}/v1/{path}", timeout=10)
-        for path in ("status", "sessions")
-    }
-    items = ours["sessions"]["items"]
-    session_ids = [item["session_authorization"]["session_id"] for item in items]
-    assert session_ids
-    official = WindowsBoundaryCli(Path(stack_env.values["STACK_BIN"]), default_prefix())
+    local.start()
+    try:
+        official = WindowsBoundaryCli(Path(values["STACK_BIN"]), default_prefix())
+        env = {**local.env, "BOUNDARY_PASSWORD": values["BOUNDARY_PASSWORD"]}
+        authenticated = official.run(
+            *("authenticate", "password", "-addr", values["BOUNDARY_ADDR"]),
+            *("-auth-method-id", values["BOUNDARY_AUTH_METHOD_ID"]),
+            *("-login-name", values["BOUNDARY_LOGIN_NAME"], "-password", "env://BOUNDARY_PASSWORD"),
+            *("-keyring-type", "none", "-skip-cache-daemon", "-output-client-agent-cli-error"),
+            *("-format", "json"),
+            env=env,
+        )
+        # Its stdout holds the token itself: only stderr goes into a failure message.
+        assert authenticated.returncode == 0, authenticated.stderr
+        assert "client agent" not in authenticated.stderr.lower(), authenticated.stderr
+        token_id = json.loads(authenticated.stdout)["item"]["attributes"]["id"]
+        ours = http_json(f"http://127.0.0.1:{local.control_port}/v1/status", timeout=10)
+        assert ours["auth_token_id"] == token_id, "the hand-off logged the agent in"
 
-    status = official.run("client-agent", "status", env=agent.env)
-    assert status.returncode == 0, status.stdout + status.stderr
-    assert re.search(r"Status:\s+running", status.stdout), status.stdout
-    assert re.search(rf"Auth Token Id:\s+{ours['status']['auth_token_id']}", status.stdout)
-    assert re.search(rf"Address:\s+{re.escape(ours['status']['boundary_addr'])}", status.stdout)
+        status = official.run("client-agent", "status", env=local.env)
+        assert status.returncode == 0, status.stdout + status.stderr
+        assert re.search(r"Status:\s+running", status.stdout), status.stdout
+        assert re.search(rf"Auth Token Id:\s+{token_id}", status.stdout), status.stdout
+        assert re.search(rf"Address:\s+{re.escape(values['BOUNDARY_ADDR'])}", status.stdout)
 
-    sessions = official.run("client-agent", "sessions", env=agent.env)
-    assert sessions.returncode == 0, sessions.stdout + sessions.stderr
-    assert re.search(rf"Alias:\s+{re.escape(alias)}", sessions.stdout), sessions.stdout
-    for session_id in session_ids:
-        assert re.search(rf"Session ID:\s+{session_id}", sessions.stdout), sessions.stdout
+        port, _ = backend
+        assert wait_for(lambda: dig(local.dns_port, alias).startswith("127.78."), timeout=20)
+        address = dig(local.dns_port, alias)
+        subprocess.run(  # one small request, so that the agent holds a session
+            [
+                *("curl", "-sSf", "-o", "/dev/null"),
+                *("--resolve", f"{alias}:{port}:{address}", f"http://{alias}:{port}/"),
+            ],
+            check=True,
+            timeout=60,
+        )
+        held = http_json(f"http://127.0.0.1:{local.control_port}/v1/sessions", timeout=10)
+        session_ids = [i["session_authorization"]["session_id"] for i in held["items"]]
+        assert len(session_ids) == 1, held
+        sessions = official.run("client-agent", "sessions", env=local.env)
+        assert sessions.returncode == 0, sessions.stdout + sessions.stderr
+        assert re.search(rf"Alias:\s+{re.escape(alias)}", sessions.stdout), sessions.stdout
+        assert re.search(rf"Session ID:\s+{session_ids[0]}", sessions.stdout), sessions.stdout
+
+        paused = official.run("client-agent", "pause", env=local.env)
+        assert paused.returncode == 0, paused.stdout + paused.stderr
+        assert "paused" in local.cli("status").stdout
+        assert dig(local.dns_port, alias) == "192.0.2.99", "paused: the upstream answers"
+        resumed = official.run("client-agent", "resume", env=local.env)
+        assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+        assert "running" in local.cli("status").stdout
+        assert dig(local.dns_port, alias).startswith("127.78.")
+        assert "refused" not in local.process.log_tail(200), "no CLI request was refused"
+    finally:
+        local.stop()
 
 
 @pytest.fixture(scope="module")
