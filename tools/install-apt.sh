@@ -17,6 +17,7 @@ packages=(
   socat          # carries the controller's port into a test's network namespace
   wine64         # runs the official boundary CLI's Windows build (its client-agent commands)
   gcc-mingw-w64-x86-64-win32  # builds the one DLL that Wine 8.0 lacks (tools/wine)
+  chromium       # a real browser, headless: web pages against the agent's control API
 )
 missing=()
 for package in "${packages[@]}"; do
