@@ -153,6 +153,7 @@ async def served(tmp_path: Path) -> AsyncIterator[tuple[Agent, StubController, i
         state_file=str(tmp_path / "state.json"),
         override_upstream_dns_servers=["127.0.0.1:9"],
         control_listen_port=port,
+        login_store="",
     )
     controller = StubController()
     agent = Agent(config, connect=controller.connect)

@@ -40,6 +40,7 @@ def _config(tmp_path: Path, **overrides: Any) -> AgentConfig:
         "state_file": str(tmp_path / "run" / "state.json"),
         "override_upstream_dns_servers": ["127.0.0.1:9"],
         "alias_refresh_interval": 0.01,
+        "login_store": "",
         **overrides,
     }
     return AgentConfig.model_validate(settings)

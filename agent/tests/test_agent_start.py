@@ -32,6 +32,7 @@ def _write_config(directory: Path, extra: str) -> Run:
         v4_prefix = "127.98.0.0/16"
         control_listen_port = {control_port}
         state_file = "{directory}/run/state.json"
+        login_store = "{directory}/logins"
         """)
         + extra
     )

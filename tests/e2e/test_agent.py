@@ -499,6 +499,7 @@ def test_busy_port_53_gives_the_clear_error(netns: str, tmp_path: Path) -> None:
         config = tmp_path / "agent.hcl"
         config.write_text(
             f'dns_listen_addresses = ["127.0.0.1:53"]\nstate_file = "{tmp_path}/state.json"\n'
+            f'login_store = "{tmp_path}/logins"\n'
         )
         assert wait_for(
             lambda: (
@@ -534,6 +535,7 @@ def test_resolv_conf_takeover_is_restored_after_exit_and_after_a_crash(
     config.write_text(
         f'dns_listen_addresses = ["127.0.0.1:53"]\nresolver_mode = "resolv.conf"\n'
         f'state_file = "{tmp_path}/run/state.json"\n'
+        f'login_store = "{tmp_path}/logins"\n'
         f'override_upstream_dns_servers = ["127.0.0.1:5399"]\n'
     )
     script = textwrap.dedent(f"""\
@@ -582,6 +584,7 @@ def test_resolved_mode_routes_the_alias_domain_to_the_agent_and_reverts_on_exit(
         resolver_domains = ["{SUFFIX}"]
         alias_refresh_interval = "2s"
         state_file = "{tmp_path}/run/state.json"
+        login_store = "{tmp_path}/logins"
     """)
     )
     agent = " ".join(AGENT_CLI)

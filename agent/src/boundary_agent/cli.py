@@ -18,6 +18,7 @@ from typing import Any
 from boundary_agent.config import AgentConfig, ConfigError, join_host_port, load_config
 from boundary_agent.daemon import Agent
 from boundary_agent.dns import DNSListenError
+from boundary_agent.logins import LoginStoreError
 from boundary_agent.logs import configure_logging
 from boundary_agent.resolver import ResolverIntegration
 
@@ -205,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"boundary-agent: {exc}", file=sys.stderr)
         return 2
-    except (DNSListenError, RuntimeError) as exc:
+    except (DNSListenError, LoginStoreError, RuntimeError) as exc:
         print(f"boundary-agent: {exc}", file=sys.stderr)
         return 1
     if args.command == "status":

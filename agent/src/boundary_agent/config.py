@@ -77,6 +77,8 @@ class AgentConfig(BaseModel):
     """Consecutive controller failures after which the agent pauses itself."""
     boundary_addr: str = ""
     """Controller address used by `boundary-agent login` and when a token arrives alone."""
+    login_store: str = "/var/lib/boundary-agent/logins"
+    """Where logins are kept across restarts (see logins.py); empty: in memory only."""
 
     _dur = field_validator("alias_refresh_interval", "dns_request_timeout", mode="before")(
         _duration

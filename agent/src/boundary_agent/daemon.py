@@ -23,6 +23,7 @@ from boundary_agent.config import AgentConfig
 from boundary_agent.control import ControlAPI
 from boundary_agent.dns import DNSServer, LocalAddresses, Resolver, system_upstreams
 from boundary_agent.health import Health
+from boundary_agent.logins import LoginStore
 from boundary_agent.peers import peer_uid
 from boundary_agent.sessions import Sessions
 from boundary_agent.users import ClientFactory, Refresh, User, Users, boundary_client
@@ -44,7 +45,8 @@ class Agent:
         self.paused = False
         self.pause_reason = ""
         self.health = Health(config.auto_pause_failures, self._auto_pause)
-        self.users = Users(self.health, connect)
+        store = LoginStore(Path(config.login_store)) if config.login_store else None
+        self.users = Users(self.health, connect, store)
         self.sessions = Sessions(self.health)
         self.listeners = Listeners(config, self._serve)
         self.ports: dict[str, int] = {}
@@ -132,7 +134,6 @@ class Agent:
         in a way nobody foresaw is reported (with its traceback in the log) and the next round
         comes all the same: the agent must never stop learning new aliases."""
         while True:
-            await asyncio.sleep(self.config.alias_refresh_interval)
             for user in self.users:
                 try:
                     await self.refresh_user(user)
@@ -140,6 +141,7 @@ class Agent:
                     self.health.record_error(
                         f"alias refresh for uid {user.uid} failed: {exc!r}", cause=exc
                     )
+            await asyncio.sleep(self.config.alias_refresh_interval)
 
     # ------------------------------------------------------------------ listeners
 
@@ -227,6 +229,12 @@ class Agent:
         tmp.replace(path)
 
     async def start(self) -> list[tuple[str, int]]:
+        """Listen for DNS and control requests and start refreshing aliases, with the logins
+        kept from the last run (refreshed first). LoginStoreError, DNSListenError or
+        RuntimeError (the control port) when one of them cannot be had."""
+        restored = self.users.restore()
+        if restored:
+            log.info("%d login(s) kept from the last run", restored)
         bound = await self.dns.start()
         port = self.config.control_listen_port
         try:

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from boundary_agent.health import Health
+from boundary_agent.logins import LoginStore, LoginStoreError, StoredLogin
 from boundary_api import Alias, BoundaryClient, BoundaryError, Unauthenticated
 
 
@@ -52,10 +53,38 @@ def boundary_client(addr: str, token: str) -> BoundaryClient:
 
 
 class Users:
-    def __init__(self, health: Health, connect: ClientFactory = boundary_client) -> None:
+    def __init__(
+        self,
+        health: Health,
+        connect: ClientFactory = boundary_client,
+        store: LoginStore | None = None,
+    ) -> None:
+        """`store`: where logins are kept across restarts; None: in memory only."""
         self.health = health
         self.by_uid: dict[int, User] = {}
         self._connect = connect
+        self._store = store
+
+    def restore(self) -> int:
+        """Open the login store and log in again everyone it holds (no controller call: the
+        first refresh checks each token). Returns how many; LoginStoreError when the store
+        cannot be used."""
+        if self._store is None:
+            return 0
+        self._store.open()
+        logins, problems = self._store.load()
+        for problem in problems:
+            self.health.record_error(problem)
+        for login in logins:
+            self.by_uid[login.uid] = User(
+                uid=login.uid,
+                boundary_addr=login.boundary_addr,
+                client=self._connect(login.boundary_addr, login.token),
+                token_id=login.token_id,
+                user_id=login.user_id,
+                expiration=login.expiration,
+            )
+        return len(logins)
 
     def get(self, uid: int | None) -> User | None:
         return self.by_uid.get(uid) if uid is not None else None
@@ -88,11 +117,41 @@ class Users:
         if old is not None:
             await old.client.aclose()
         self.by_uid[uid] = user
+        self._keep(user, token)
         return user
+
+    def _keep(self, user: User, token: str) -> None:
+        if self._store is None:
+            return
+        login = StoredLogin(
+            uid=user.uid,
+            boundary_addr=user.boundary_addr,
+            token_id=user.token_id,
+            user_id=user.user_id,
+            expiration=user.expiration,
+            token=token,
+        )
+        try:
+            self._store.save(login)
+        except OSError as exc:
+            self.health.record_error(
+                f"the login of uid {user.uid} is not kept across restarts: "
+                f"login_store: {exc.strerror or exc}"
+            )
+        except LoginStoreError as exc:
+            self.health.record_error(f"the login of uid {user.uid} is not kept: {exc}")
 
     async def logout(self, user: User) -> None:
         self.by_uid.pop(user.uid, None)
         await user.client.aclose()
+        if self._store is not None:
+            try:
+                self._store.remove(user.uid)
+            except OSError as exc:
+                self.health.record_error(
+                    f"the ended login of uid {user.uid} is still in login_store: "
+                    f"{exc.strerror or exc}"
+                )
 
     async def refresh(self, user: User) -> Refresh:
         """Bring the user's resolvable aliases up to date; log it out when its token has expired

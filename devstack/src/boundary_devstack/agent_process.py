@@ -30,6 +30,11 @@ class LocalAgent:
         return self.directory / "run" / "state.json"
 
     @property
+    def login_store(self) -> Path:
+        """Where it keeps logins across restarts."""
+        return self.directory / "logins"
+
+    @property
     def env(self) -> dict[str, str]:
         """The environment a CLI needs to reach this agent's control API."""
         return {**os.environ, "BOUNDARY_CLIENT_AGENT_LISTENING_PORT": str(self.control_port)}
@@ -99,6 +104,7 @@ def local_agent(
         v4_prefix = "{prefix}"
         control_listen_port = {control_port}
         state_file = "{directory}/run/state.json"
+        login_store = "{directory}/logins"
         alias_refresh_interval = "2s"
     """)
         + upstream_line
