@@ -27,6 +27,7 @@ import pytest
 from boundary_api import BoundaryClient
 from boundary_devstack.agent_process import AGENT_CLI, LocalAgent, local_agent
 from boundary_devstack.dnsmasq import dnsmasq_process
+from boundary_devstack.leaks import files_holding, token_shaped
 from boundary_devstack.net import free_port, http_json
 from boundary_devstack.process import ManagedProcess, ensure_system_user
 from boundary_devstack.resolved import (
@@ -146,7 +147,7 @@ def agent(
     assert local.state_file.stat().st_mode & 0o777 == 0o600
     yield local
     local.stop()
-    assert "token" not in local.process.log_tail(1000).lower().replace("auth token", "")
+    assert not token_shaped(local.process.log_tail(100_000)), "a token in the agent's log"
     assert not local.state_file.exists(), "the state file is removed on clean shutdown"
 
 
@@ -370,6 +371,97 @@ def test_the_official_cli_logs_in_lists_pauses_and_resumes_through_our_control_a
         assert "refused" not in local.process.log_tail(200), "no CLI request was refused"
     finally:
         local.stop()
+
+
+def _admin_token(stack_env: StackEnv) -> tuple[str, str]:
+    """A new admin auth token: (id, token)."""
+    values = stack_env.values
+
+    async def login() -> tuple[str, str]:
+        async with BoundaryClient(values["BOUNDARY_ADDR"]) as client:
+            token = await client.authenticate_password(
+                values["BOUNDARY_AUTH_METHOD_ID"],
+                values["BOUNDARY_LOGIN_NAME"],
+                values["BOUNDARY_PASSWORD"],
+            )
+            return token.id, token.token.get_secret_value()
+
+    return asyncio.run(login())
+
+
+def _revoke(stack_env: StackEnv, token: str, token_id: str) -> None:
+    async def revoke() -> None:
+        async with BoundaryClient(stack_env.values["BOUNDARY_ADDR"], token=token) as client:
+            await client.auth_tokens.delete(token_id)
+
+    asyncio.run(revoke())
+
+
+def test_the_login_is_kept_across_restarts_and_crashes_sealed_and_private(
+    upstream: int,
+    alias: str,
+    backend: tuple[int, str],
+    stack_env: StackEnv,
+    tmp_path: Path,
+) -> None:
+    """Logged in once, the agent answers the user's aliases again after a clean stop and after
+    a SIGKILL, each time a fresh process with no login given. The token is in no file in
+    clear (logs, state, the login store), and the store is the agent's user's alone. Once the
+    token is revoked at the controller, the login ends and a restart does not bring it back."""
+    port, _ = backend
+    token_id, token = _admin_token(stack_env)
+    local = local_agent(
+        tmp_path / "agent",
+        DNS_HOST,
+        prefix="127.80.0.0/16",
+        upstream=f"{UPSTREAM_HOST}:{upstream}",
+        name="agent-restarts",
+    )
+    status_url = f"http://127.0.0.1:{local.control_port}/v1/status"
+    local.start()
+    try:
+        assert http_json(status_url, timeout=10)["auth_token_id"] == ""
+        local.cli(
+            "login", "-addr", stack_env.values["BOUNDARY_ADDR"], extra_env={"BOUNDARY_TOKEN": token}
+        )
+        kept = local.login_store / f"{os.getuid()}.json"
+        assert {p.name for p in local.login_store.iterdir()} == {"key", kept.name}
+        for path in (local.login_store, *local.login_store.iterdir()):
+            info = path.stat()
+            assert (info.st_uid, info.st_mode & 0o077) == (os.geteuid(), 0), path
+        for restart in ("clean stop", "SIGKILL"):
+            if restart == "clean stop":
+                local.stop()
+            else:
+                local.process.kill()
+                local.state_file.unlink()  # left by the crash; start() waits for a new one
+            local.start()  # a new process, and no login given
+            status = http_json(status_url, timeout=10)
+            assert status["auth_token_id"] == token_id, (restart, status)
+            assert wait_for(lambda: dig(local.dns_port, alias).startswith("127.80."), timeout=20)
+            address = dig(local.dns_port, alias)
+            fetched = subprocess.run(
+                [
+                    *("curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}"),
+                    *("--resolve", f"{alias}:{port}:{address}", f"http://{alias}:{port}/"),
+                ],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            assert fetched.stdout == "200", (restart, fetched.stderr, local.process.log_tail(20))
+        assert not files_holding(local.directory, token), "the token in clear in a file"
+
+        _revoke(stack_env, token, token_id)
+        assert wait_for(lambda: not kept.exists(), timeout=20), local.process.log_tail(20)
+        assert http_json(status_url, timeout=10)["auth_token_id"] == ""
+        local.stop()
+        local.start()
+        assert http_json(status_url, timeout=10)["auth_token_id"] == "", "a revoked login is back"
+    finally:
+        local.stop()
+    assert not files_holding(local.directory, token)
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,10 @@ class AuthTokens(ResourceClient):
         answer = await self._transport.request("GET", resource_path("auth-tokens", token_id))
         return AuthTokenInfo.model_validate(answer)
 
+    async def delete(self, token_id: str) -> None:
+        """Revoke a token: every later call with it is Unauthenticated."""
+        await self._transport.request("DELETE", resource_path("auth-tokens", token_id))
+
 
 class AuthMethods(ResourceClient):
     async def authenticate_password(
