@@ -6,14 +6,17 @@ private mount namespace."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import ipaddress
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 import urllib.parse
 import uuid
 from collections.abc import Iterator
@@ -35,7 +38,7 @@ from boundary_devstack.resolved import (
     host_port_in_netns,
     private_resolved_script,
 )
-from boundary_devstack.stack import StackEnv, wait_for
+from boundary_devstack.stack import LocalStack, StackEnv, wait_for
 from boundary_devstack.wine import WindowsBoundaryCli, default_prefix
 
 DNS_HOST, UPSTREAM_HOST = "127.0.0.53", "127.0.0.54"
@@ -102,33 +105,48 @@ def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, str
     process.stop()
 
 
-@pytest.fixture(scope="module")
-def alias(stack_env: StackEnv, backend: tuple[int, str]) -> Iterator[str]:
+@contextlib.contextmanager
+def _aliased_target(stack_env: StackEnv, value: str, port: int) -> Iterator[str]:
+    """A tcp target to 127.0.0.1:port with the alias `value`, both deleted after."""
     env = stack_env.values
-    value = f"web.{SUFFIX}"
+
+    async def admin() -> BoundaryClient:
+        client = BoundaryClient(env["BOUNDARY_ADDR"])
+        await client.authenticate_password(
+            env["BOUNDARY_AUTH_METHOD_ID"], env["BOUNDARY_LOGIN_NAME"], env["BOUNDARY_PASSWORD"]
+        )
+        return client
 
     async def create() -> tuple[str, str]:
-        async with BoundaryClient(env["BOUNDARY_ADDR"]) as client:
-            await client.authenticate_password(env["BOUNDARY_AUTH_METHOD_ID"], "admin", "password")
+        client = await admin()
+        async with client:
             target = await client.targets.create_tcp(
                 env["BOUNDARY_PROJECT_ID"],
-                f"agent-{SUFFIX}",
+                f"agent-{value}",
                 address="127.0.0.1",
-                default_port=backend[0],
+                default_port=port,
                 aliases=[value],
             )
             return target.id, target.aliases[0].id
 
     target_id, alias_id = asyncio.run(create())
-    yield value
+    try:
+        yield value
+    finally:
 
-    async def delete() -> None:
-        async with BoundaryClient(env["BOUNDARY_ADDR"]) as client:
-            await client.authenticate_password(env["BOUNDARY_AUTH_METHOD_ID"], "admin", "password")
-            await client.targets.delete(target_id)
-            await client.aliases.delete(alias_id)
+        async def delete() -> None:
+            client = await admin()
+            async with client:
+                await client.targets.delete(target_id)
+                await client.aliases.delete(alias_id)
 
-    asyncio.run(delete())
+        asyncio.run(delete())
+
+
+@pytest.fixture(scope="module")
+def alias(stack_env: StackEnv, backend: tuple[int, str]) -> Iterator[str]:
+    with _aliased_target(stack_env, f"web.{SUFFIX}", backend[0]) as value:
+        yield value
 
 
 @pytest.fixture(scope="module")
@@ -472,62 +490,120 @@ def other_user() -> str:
     return OTHER_USER
 
 
+FROZEN_REFRESH = 5.0
+"""The alias refresh interval of the frozen-controller test's agent, in seconds."""
+
+
+def test_after_the_controller_thaws_a_new_alias_is_answered_within_two_refreshes(
+    local_stack: LocalStack,
+    upstream: int,
+    backend: tuple[int, str],
+    stack_env: StackEnv,
+    tmp_path: Path,
+) -> None:
+    """The controller frozen (SIGSTOP: it accepts connections and answers nothing) for four
+    refresh intervals, so that refreshes go out to it and hang. Meanwhile the agent answers
+    what it already knows. Once it thaws, a new alias is created: the agent answers it within
+    two refresh intervals, unpaused."""
+    port, _ = backend
+    controller = local_stack.component("boundary")
+    assert controller.pid is not None
+    local = local_agent(
+        tmp_path / "agent",
+        DNS_HOST,
+        prefix="127.81.0.0/16",
+        upstream=f"{UPSTREAM_HOST}:{upstream}",
+        refresh_interval=f"{FROZEN_REFRESH:.0f}s",
+        name="agent-frozen-controller",
+    )
+    local.start()
+    try:
+        local.login_as_admin(stack_env)
+        with _aliased_target(stack_env, f"before.{SUFFIX}", port) as before:
+            assert wait_for(lambda: dig(local.dns_port, before).startswith("127.81."), timeout=30)
+            known = dig(local.dns_port, before)
+            os.killpg(controller.pid, signal.SIGSTOP)
+            try:
+                deadline = time.monotonic() + 4 * FROZEN_REFRESH
+                while time.monotonic() < deadline:
+                    assert dig(local.dns_port, before) == known, "a known alias while frozen"
+                    time.sleep(1)
+            finally:
+                os.killpg(controller.pid, signal.SIGCONT)
+            with _aliased_target(stack_env, f"after.{SUFFIX}", port) as after:
+                created = time.monotonic()
+                answered = wait_for(
+                    lambda: dig(local.dns_port, after).startswith("127.81."),
+                    timeout=4 * FROZEN_REFRESH,
+                    interval=0.2,
+                )
+                took = time.monotonic() - created
+        status = local.cli("status").stdout
+    finally:
+        local.stop()
+    print(f"a new alias after the thaw was answered in {took:.1f} s")
+    assert answered, f"never answered\n{local.process.log_tail(30)}"
+    assert took <= 2 * FROZEN_REFRESH, f"answered after {took:.1f} s"
+    assert "running" in status, status
+
+
+def _curl(*args: str, as_user: str | None = None) -> subprocess.CompletedProcess[str]:
+    """curl ARGS, as another OS user when given (runuser); its exit code is the caller's to
+    check."""
+    runner = ["runuser", "-u", as_user, "--"] if as_user else []
+    return subprocess.run(
+        [*runner, "curl", "-sS", "--max-time", "10", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 def test_another_os_user_cannot_use_see_or_cancel_the_session(
     agent: LocalAgent, alias: str, backend: tuple[int, str], other_user: str
 ) -> None:
     port, _ = backend
     assert wait_for(lambda: dig(agent.dns_port, alias).startswith("127.77."), timeout=20)
     address = dig(agent.dns_port, alias)
-    as_other = ["runuser", "-u", other_user, "--"]
-    result = subprocess.run(
-        [
-            *as_other,
-            "curl",
-            "-s",
-            "--max-time",
-            "10",
-            f"http://{address}:{port}/big",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{size_download}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    sessions_url = f"http://127.0.0.1:{agent.control_port}/v1/sessions"
+    # Our user holds a session, made here (whatever ran before): there is something to hide.
+    ours = _curl("-o", "/dev/null", "-w", "%{http_code}", f"http://{address}:{port}/")
+    assert (ours.returncode, ours.stdout) == (0, "200"), ours.stderr
+    held = {
+        i["session_authorization"]["session_id"]
+        for i in http_json(sessions_url, timeout=10)["items"]
+        if i["alias"] == alias
+    }
+    assert held, "our own connection left no session"
+
+    # The other user reaches the listener, and the agent closes the connection unanswered:
+    # curl's "Empty reply from server" (52) or a reset (56), never data, never a refusal to
+    # connect (7) or a runuser failure.
+    theirs = _curl(
+        *("-o", "/dev/null", "-w", "%{size_download}", f"http://{address}:{port}/big"),
+        as_user=other_user,
     )
-    assert result.stdout.strip() in ("", "0"), "the other user must get no data"
-    # The other user asks the control API directly (it cannot run our virtualenv).
-    listed = subprocess.run(
-        [*as_other, "curl", "-s", f"http://127.0.0.1:{agent.control_port}/v1/sessions"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
+    assert (theirs.returncode in (52, 56), theirs.stdout) == (True, "0"), (
+        theirs.returncode,
+        theirs.stdout,
+        theirs.stderr,
     )
-    assert json.loads(listed.stdout) == {"items": []}, listed.stdout + listed.stderr
+    # It asks the control API directly (it cannot run our virtualenv): no session is theirs.
+    listed = _curl(sessions_url, as_user=other_user)
+    assert listed.returncode == 0, listed.stderr
+    assert json.loads(listed.stdout) == {"items": []}, listed.stdout
     # Pausing would drop every user's sessions: the other user may not.
     for action in ("pause", "resume"):
-        refused = subprocess.run(
-            [
-                *as_other,
-                "curl",
-                "-s",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_code}",
-                "-X",
-                "POST",
-                f"http://127.0.0.1:{agent.control_port}/v1/{action}",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
+        refused = _curl(
+            *("-o", "/dev/null", "-w", "%{http_code}", "-X", "POST"),
+            f"http://127.0.0.1:{agent.control_port}/v1/{action}",
+            as_user=other_user,
         )
-        assert refused.stdout == "403", (action, refused.stdout, refused.stderr)
+        assert (refused.returncode, refused.stdout) == (0, "403"), (action, refused.stderr)
+    still = {i["session_authorization"]["session_id"] for i in http_json(sessions_url)["items"]}
+    assert held <= still, "our session survived the other user's attempts"
+    assert "paused" not in agent.cli("status").stdout
     assert dig(agent.dns_port, alias) == address, "the session's alias still answers"
 
 

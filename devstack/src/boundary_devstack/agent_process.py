@@ -87,6 +87,7 @@ def local_agent(
     prefix: str = "127.77.0.0/16",
     name: str = "boundary-agent",
     also_dns_on_ipv6_loopback: bool = False,
+    refresh_interval: str = "2s",
     extra_config: str = "",
 ) -> LocalAgent:
     """An agent listening for DNS on dns_host (a free port; with also_dns_on_ipv6_loopback on
@@ -105,7 +106,7 @@ def local_agent(
         control_listen_port = {control_port}
         state_file = "{directory}/run/state.json"
         login_store = "{directory}/logins"
-        alias_refresh_interval = "2s"
+        alias_refresh_interval = "{refresh_interval}"
     """)
         + upstream_line
         + extra_config
