@@ -105,20 +105,23 @@ def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, str
     process.stop()
 
 
+async def _admin(stack_env: StackEnv) -> BoundaryClient:
+    """A client of the stack's controller, logged in as its admin (a new token each time)."""
+    env = stack_env.values
+    client = BoundaryClient(env["BOUNDARY_ADDR"])
+    await client.authenticate_password(
+        env["BOUNDARY_AUTH_METHOD_ID"], env["BOUNDARY_LOGIN_NAME"], env["BOUNDARY_PASSWORD"]
+    )
+    return client
+
+
 @contextlib.contextmanager
 def _aliased_target(stack_env: StackEnv, value: str, port: int) -> Iterator[str]:
     """A tcp target to 127.0.0.1:port with the alias `value`, both deleted after."""
     env = stack_env.values
 
-    async def admin() -> BoundaryClient:
-        client = BoundaryClient(env["BOUNDARY_ADDR"])
-        await client.authenticate_password(
-            env["BOUNDARY_AUTH_METHOD_ID"], env["BOUNDARY_LOGIN_NAME"], env["BOUNDARY_PASSWORD"]
-        )
-        return client
-
     async def create() -> tuple[str, str]:
-        client = await admin()
+        client = await _admin(stack_env)
         async with client:
             target = await client.targets.create_tcp(
                 env["BOUNDARY_PROJECT_ID"],
@@ -135,7 +138,7 @@ def _aliased_target(stack_env: StackEnv, value: str, port: int) -> Iterator[str]
     finally:
 
         async def delete() -> None:
-            client = await admin()
+            client = await _admin(stack_env)
             async with client:
                 await client.targets.delete(target_id)
                 await client.aliases.delete(alias_id)

@@ -60,9 +60,6 @@ class Agent:
 
     # ------------------------------------------------------------------ state
 
-    def record_error(self, message: str) -> None:
-        self.health.record_error(message)
-
     def lookup(self, name: str) -> LocalAddresses | None:
         """The local addresses for an alias name; None to defer to upstream."""
         if self.paused or not self.users:
@@ -203,7 +200,7 @@ class Agent:
             session.connections_left = channel.result.connections_left
             await protocol.pump(channel, reader, writer)
         except (BoundaryError, protocol.SessionProtocolError) as exc:
-            self.record_error(f"connection to {alias}: {exc}")
+            self.health.record_error(f"connection to {alias}: {exc}")
         finally:
             with contextlib.suppress(OSError):
                 writer.close()
