@@ -34,7 +34,7 @@ class StubController:
     target_port: int = 8080
     user_id: str = USER_ID
     expiration: datetime.datetime | None = None
-    token_error: BoundaryError | None = None
+    token_error: Exception | None = None
     list_error: Exception | None = None
     target_error: BoundaryError | None = None
     authorize_error: BoundaryError | None = None

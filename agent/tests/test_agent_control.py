@@ -265,6 +265,17 @@ async def test_a_simple_cross_site_post_changes_nothing(
     assert controller.calls["auth_tokens.read"] == 0, "a refused token never reaches Boundary"
 
 
+async def test_a_failing_handler_answers_500_and_the_server_goes_on(
+    served: tuple[Agent, StubController, int],
+) -> None:
+    _, controller, port = served
+    controller.token_error = ValueError("an answer the client could not parse")
+    raw = _http("POST", "/v1/tokens", port, _token_body(token()), content_type="application/json")
+    status, body = await _exchange(port, raw)
+    assert (status, body["kind"]) == (500, "Internal"), body
+    assert (await _exchange(port, _http("GET", "/v1/status", port)))[0] == 200
+
+
 async def test_unknown_paths_and_methods(served: tuple[Agent, StubController, int]) -> None:
     _, _, port = served
     assert (await _exchange(port, _http("GET", "/v1/nope", port)))[0] == 404

@@ -152,6 +152,11 @@ def _config(tmp_path: Path) -> AgentConfig:
     )
 
 
+def _users_in_state(agent: Agent) -> list[int]:
+    users: list[int] = json.loads(Path(agent.config.state_file).read_text())["users"]
+    return users
+
+
 async def test_a_login_survives_a_new_agent_and_ends_when_the_controller_rejects_it(
     tmp_path: Path,
 ) -> None:
@@ -183,6 +188,7 @@ async def test_a_login_survives_a_new_agent_and_ends_when_the_controller_rejects
     controller.list_error = Unauthenticated("token revoked", status=401)
     await second.refresh_user(user)
     assert second.users.get(UID) is None
+    assert _users_in_state(second) == []
     assert not (tmp_path / "logins" / f"{UID}.json").exists()
     third = Agent(_config(tmp_path), connect=controller.connect)
     assert third.users.restore() == 0

@@ -232,7 +232,11 @@ class ControlAPI:
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
         try:
-            response = await self._answer(conn, reader, writer)
+            try:
+                response = await self._answer(conn, reader, writer)
+            except Exception as exc:  # a bug: the caller learns of it, the server goes on
+                log.error("control request failed: %r", exc, exc_info=exc)
+                response = _error(500, "Internal", f"the agent failed: {exc!r}")
             if response is not None:
                 await _send(conn, writer, response)
                 await _linger(reader, writer)

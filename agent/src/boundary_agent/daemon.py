@@ -122,6 +122,7 @@ class Agent:
         outcome = await self.users.refresh(user)
         if outcome is Refresh.LOGGED_OUT:
             self.sessions.drop(lambda s: s.uid == user.uid)
+            self.write_state()
         elif outcome is Refresh.UPDATED:
             for alias in user.aliases.values():
                 await self._ensure_listener(user, alias)
