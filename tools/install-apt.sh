@@ -21,6 +21,7 @@ packages=(
   mmdebstrap     # Debian base images, where no image registry is reachable
   libseccomp-dev # runc for the kind node image links libseccomp
   gettext-base   # envsubst, for tools/e2e-kind.sh
+  chromium       # a real browser, headless: web pages against the agent's control API
 )
 missing=()
 for package in "${packages[@]}"; do

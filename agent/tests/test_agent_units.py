@@ -9,8 +9,8 @@ import dns.message
 import dns.rdatatype
 import pytest
 
+from boundary_agent.addresses import AddressPool
 from boundary_agent.config import AgentConfig, ConfigError, parse_config
-from boundary_agent.daemon import AddressPool
 from boundary_agent.dns import LocalAddresses, Resolver
 from boundary_agent.peers import _hex_endpoint
 from boundary_agent.protocol import (
@@ -29,6 +29,11 @@ def test_defaults_match_the_official_agent() -> None:
     assert config.alias_refresh_interval == 60
     assert config.listen_addresses() == [("0.0.0.0", 53), ("::", 53)]
     assert not config.loopback_mode
+
+
+def test_log_level_in_any_case_as_the_official_documentation_writes_it() -> None:
+    assert parse_config('log_level = "DEBUG"').log_level == "debug"
+    assert parse_config('log_level = "Warn"').log_level == "warn"
 
 
 def test_durations_and_loopback_mode() -> None:
@@ -64,6 +69,10 @@ def test_valid_v6_prefixes(text: str, loopback_mode: bool) -> None:
         ('override_upstream_dns_servers = ["not-an-ip"]', "override_upstream_dns_servers"),
         ('resolver_mode = "magic"', "resolver_mode"),
         ("no_such_field = 1", "no_such_field"),
+        ("log_to_stdout = false", "log_to_stdout is false and log_file is empty"),
+        ('log_level = "verbose"', "log_level"),
+        ("control_listen_port = 0", "control_listen_port"),
+        ("control_listen_port = 65536", "control_listen_port"),
     ],
 )
 def test_invalid_fields_are_named(text: str, field: str) -> None:

@@ -13,8 +13,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from chaos_profile import pick
-from test_agent_harness import (
+from agent_harness import (
     HANDSHAKE_FLAKE,
     agent_pid,
     alias_agent_fixture,
@@ -28,6 +27,7 @@ from test_agent_harness import (
     tcp_backend,
     wait_alias,
 )
+from chaos_profile import pick
 
 from boundary_devstack.agent_process import LocalAgent
 from boundary_devstack.clients import BoundaryCLI

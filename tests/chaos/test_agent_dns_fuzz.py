@@ -29,10 +29,7 @@ import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
 import pytest
-from chaos_profile import pick
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-from test_agent_harness import (
+from agent_harness import (
     AliasedTarget,
     agent_pid,
     aliased_target,
@@ -46,6 +43,9 @@ from test_agent_harness import (
     udp_drops,
     wait_alias,
 )
+from chaos_profile import pick
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from boundary_devstack.agent_process import LocalAgent
 from boundary_devstack.net import free_port

@@ -15,8 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from chaos_profile import pick
-from test_agent_harness import (
+from agent_harness import (
     admin_token,
     agent_pid,
     aliased_target,
@@ -36,6 +35,7 @@ from test_agent_harness import (
     tcp_backend,
     wait_alias,
 )
+from chaos_profile import pick
 
 from boundary_devstack.agent_process import LocalAgent
 from boundary_devstack.clients import BoundaryCLI

@@ -30,8 +30,7 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 import pytest
-from chaos_profile import pick
-from test_agent_harness import (
+from agent_harness import (
     AliasedTarget,
     a_records,
     agent_pid,
@@ -45,6 +44,7 @@ from test_agent_harness import (
     udp_drops,
     wait_alias,
 )
+from chaos_profile import pick
 
 from boundary_devstack.agent_process import LocalAgent
 from boundary_devstack.net import free_port

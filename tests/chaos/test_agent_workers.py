@@ -22,8 +22,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from chaos_profile import pick
-from test_agent_harness import (
+from agent_harness import (
     agent_pid,
     alias_agent_fixture,
     aliased_target,
@@ -37,6 +36,7 @@ from test_agent_harness import (
     tcp_backend,
     wait_alias,
 )
+from chaos_profile import pick
 
 from boundary_api import BoundaryClient
 from boundary_devstack.agent_process import LocalAgent

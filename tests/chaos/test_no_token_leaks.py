@@ -1,12 +1,13 @@
 """No secret leaks into the artifacts users and their tools can read. A real scenario runs (the
 operator under the chart's ServiceAccount registers a worker and publishes a Service with
 brokered credentials; the agent logs in and answers an alias), then the real artifacts are
-grepped: the operator's and agent's logs, the agent's state file, every ConfigMap, Event and
-BoundaryPKIWorker status in the namespace, the Service's annotations and the Helm release's
-values. Searched for: the brokered password, the activation tokens the operator stored in its
-Secret, and anything shaped like a Boundary auth or activation token (the operator's and the
-agent's logins). `boundary dev`'s admin password is the word "password", which every manifest
-holds as a key name, so it cannot be searched for."""
+grepped: the operator's and agent's logs, the agent's state file and the files where it keeps
+its login across restarts, every ConfigMap, Event and BoundaryPKIWorker status in the
+namespace, the Service's annotations and the Helm release's values. Searched for: the brokered
+password, the activation tokens the operator stored in its Secret, and anything shaped like a
+Boundary auth or activation token (the operator's and the agent's logins). `boundary dev`'s
+admin password is the word "password", which every manifest holds as a key name, so it cannot
+be searched for."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ import dns.query
 from boundary_devstack.agent_process import local_agent
 from boundary_devstack.chart import operator_under_chart, scenario_values
 from boundary_devstack.clients import BoundaryCLI, CommandFailed, Helm, Kubectl
-from boundary_devstack.leaks import TOKEN_SHAPES
+from boundary_devstack.leaks import token_shaped
 from boundary_devstack.stack import StackEnv, wait_for
 
 
@@ -82,6 +83,11 @@ def test_no_token_or_password_in_logs_state_configmaps_status_or_events(
             artifacts["agent state file"] = agent.state_file.read_text()
         finally:
             agent.stop()
+        # The login kept across restarts: the token sealed, never in clear.
+        kept = sorted(p for p in agent.login_store.iterdir() if p.is_file())
+        assert [p.name for p in kept if p.suffix == ".json"], "the agent kept no login"
+        for path in kept:
+            artifacts[f"agent login store {path.name}"] = path.read_bytes().decode("latin-1")
         artifacts["agent log"] = (agent.directory / "agent.log").read_text()
         for kind in ("configmaps", "events", "boundarypkiworkers", "services"):
             artifacts[kind] = kubectl("get", kind, "-n", namespace, "-o", "yaml")
@@ -104,9 +110,9 @@ def test_no_token_or_password_in_logs_state_configmaps_status_or_events(
         if value in text
     ]
     leaks += [
-        f"token-shaped {m.group(0)[:10]}... in {where}"
+        f"token-shaped {shown} in {where}"
         for where, text in artifacts.items()
-        for m in TOKEN_SHAPES.finditer(text)
+        for shown in token_shaped(text)
     ]
     assert not leaks, leaks
     scanned = sum(len(t) for t in artifacts.values())

@@ -6,14 +6,17 @@ private mount namespace."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import ipaddress
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 import urllib.parse
 import uuid
 from collections.abc import Iterator
@@ -27,7 +30,7 @@ import pytest
 from boundary_api import BoundaryClient
 from boundary_devstack.agent_process import AGENT_CLI, LocalAgent, local_agent
 from boundary_devstack.dnsmasq import dnsmasq_process
-from boundary_devstack.leaks import token_like
+from boundary_devstack.leaks import files_holding, token_shaped
 from boundary_devstack.net import free_port, http_json
 from boundary_devstack.process import ManagedProcess, ensure_system_user
 from boundary_devstack.resolved import (
@@ -35,7 +38,7 @@ from boundary_devstack.resolved import (
     host_port_in_netns,
     private_resolved_script,
 )
-from boundary_devstack.stack import StackEnv, wait_for
+from boundary_devstack.stack import LocalStack, StackEnv, wait_for
 from boundary_devstack.wine import WindowsBoundaryCli, default_prefix
 
 DNS_HOST, UPSTREAM_HOST = "127.0.0.53", "127.0.0.54"
@@ -102,33 +105,51 @@ def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, str
     process.stop()
 
 
-@pytest.fixture(scope="module")
-def alias(stack_env: StackEnv, backend: tuple[int, str]) -> Iterator[str]:
+async def _admin(stack_env: StackEnv) -> BoundaryClient:
+    """A client of the stack's controller, logged in as its admin (a new token each time)."""
     env = stack_env.values
-    value = f"web.{SUFFIX}"
+    client = BoundaryClient(env["BOUNDARY_ADDR"])
+    await client.authenticate_password(
+        env["BOUNDARY_AUTH_METHOD_ID"], env["BOUNDARY_LOGIN_NAME"], env["BOUNDARY_PASSWORD"]
+    )
+    return client
+
+
+@contextlib.contextmanager
+def _aliased_target(stack_env: StackEnv, value: str, port: int) -> Iterator[str]:
+    """A tcp target to 127.0.0.1:port with the alias `value`, both deleted after."""
+    env = stack_env.values
 
     async def create() -> tuple[str, str]:
-        async with BoundaryClient(env["BOUNDARY_ADDR"]) as client:
-            await client.authenticate_password(env["BOUNDARY_AUTH_METHOD_ID"], "admin", "password")
+        client = await _admin(stack_env)
+        async with client:
             target = await client.targets.create_tcp(
                 env["BOUNDARY_PROJECT_ID"],
-                f"agent-{SUFFIX}",
+                f"agent-{value}",
                 address="127.0.0.1",
-                default_port=backend[0],
+                default_port=port,
                 aliases=[value],
             )
             return target.id, target.aliases[0].id
 
     target_id, alias_id = asyncio.run(create())
-    yield value
+    try:
+        yield value
+    finally:
 
-    async def delete() -> None:
-        async with BoundaryClient(env["BOUNDARY_ADDR"]) as client:
-            await client.authenticate_password(env["BOUNDARY_AUTH_METHOD_ID"], "admin", "password")
-            await client.targets.delete(target_id)
-            await client.aliases.delete(alias_id)
+        async def delete() -> None:
+            client = await _admin(stack_env)
+            async with client:
+                await client.targets.delete(target_id)
+                await client.aliases.delete(alias_id)
 
-    asyncio.run(delete())
+        asyncio.run(delete())
+
+
+@pytest.fixture(scope="module")
+def alias(stack_env: StackEnv, backend: tuple[int, str]) -> Iterator[str]:
+    with _aliased_target(stack_env, f"web.{SUFFIX}", backend[0]) as value:
+        yield value
 
 
 @pytest.fixture(scope="module")
@@ -147,7 +168,7 @@ def agent(
     assert local.state_file.stat().st_mode & 0o777 == 0o600
     yield local
     local.stop()
-    assert token_like(local.process.log_tail(100_000)) == []
+    assert not token_shaped(local.process.log_tail(100_000)), "a token in the agent's log"
     assert not local.state_file.exists(), "the state file is removed on clean shutdown"
 
 
@@ -297,42 +318,171 @@ def test_pause_defers_to_upstream_and_resume_brings_the_alias_back(
     assert dig(agent.dns_port, alias).startswith("127.77.")
 
 
-def test_the_official_cli_prints_our_status_and_sessions(
-    agent: LocalAgent, alias: str, backend: tuple[int, str], stack_env: StackEnv
+def test_the_official_cli_logs_in_lists_pauses_and_resumes_through_our_control_api(
+    upstream: int,
+    alias: str,
+    backend: tuple[int, str],
+    stack_env: StackEnv,
+    tmp_path: Path,
 ) -> None:
-    """The real `boundary client-agent status` and `sessions` against our control API. Linux
-    builds of boundary have no client-agent command, so this is its Windows build under Wine."""
-    port, _ = backend
-    assert wait_for(lambda: dig(agent.dns_port, alias).startswith("127.77."), timeout=20)
-    address = dig(agent.dns_port, alias)
-    subprocess.run(  # one small request, so that the agent holds a session
-        [
-            *("curl", "-sSf", "-o", "/dev/null"),
-            *("--resolve", f"{alias}:{port}:{address}", f"http://{alias}:{port}/"),
-        ],
-        check=True,
-        timeout=60,
+    """The real `boundary authenticate` hands its new token to our agent, and the real
+    `boundary client-agent status`, `sessions`, `pause` and `resume` work against it, through
+    the hardened control API. Linux builds of boundary have no client-agent command, so this is
+    its Windows build under Wine. The agent is this test's own, started logged out."""
+    values = stack_env.values
+    local = local_agent(
+        tmp_path / "agent",
+        DNS_HOST,
+        prefix="127.78.0.0/16",
+        upstream=f"{UPSTREAM_HOST}:{upstream}",
+        name="agent-official-cli",
     )
-    ours = {
-        path: http_json(f"http://127.0.0.1:{agent.control_port}/v1/{path}", timeout=10)
-        for path in ("status", "sessions")
-    }
-    items = ours["sessions"]["items"]
-    session_ids = [item["session_authorization"]["session_id"] for item in items]
-    assert session_ids
-    official = WindowsBoundaryCli(Path(stack_env.values["STACK_BIN"]), default_prefix())
+    local.start()
+    try:
+        official = WindowsBoundaryCli(Path(values["STACK_BIN"]), default_prefix())
+        env = {**local.env, "BOUNDARY_PASSWORD": values["BOUNDARY_PASSWORD"]}
+        authenticated = official.run(
+            *("authenticate", "password", "-addr", values["BOUNDARY_ADDR"]),
+            *("-auth-method-id", values["BOUNDARY_AUTH_METHOD_ID"]),
+            *("-login-name", values["BOUNDARY_LOGIN_NAME"], "-password", "env://BOUNDARY_PASSWORD"),
+            *("-keyring-type", "none", "-skip-cache-daemon", "-output-client-agent-cli-error"),
+            *("-format", "json"),
+            env=env,
+        )
+        # Its stdout holds the token itself: only stderr goes into a failure message.
+        assert authenticated.returncode == 0, authenticated.stderr
+        assert "client agent" not in authenticated.stderr.lower(), authenticated.stderr
+        token_id = json.loads(authenticated.stdout)["item"]["attributes"]["id"]
+        ours = http_json(f"http://127.0.0.1:{local.control_port}/v1/status", timeout=10)
+        assert ours["auth_token_id"] == token_id, "the hand-off logged the agent in"
 
-    status = official.run("client-agent", "status", env=agent.env)
-    assert status.returncode == 0, status.stdout + status.stderr
-    assert re.search(r"Status:\s+running", status.stdout), status.stdout
-    assert re.search(rf"Auth Token Id:\s+{ours['status']['auth_token_id']}", status.stdout)
-    assert re.search(rf"Address:\s+{re.escape(ours['status']['boundary_addr'])}", status.stdout)
+        status = official.run("client-agent", "status", env=local.env)
+        assert status.returncode == 0, status.stdout + status.stderr
+        assert re.search(r"Status:\s+running", status.stdout), status.stdout
+        assert re.search(rf"Auth Token Id:\s+{token_id}", status.stdout), status.stdout
+        assert re.search(rf"Address:\s+{re.escape(values['BOUNDARY_ADDR'])}", status.stdout)
 
-    sessions = official.run("client-agent", "sessions", env=agent.env)
-    assert sessions.returncode == 0, sessions.stdout + sessions.stderr
-    assert re.search(rf"Alias:\s+{re.escape(alias)}", sessions.stdout), sessions.stdout
-    for session_id in session_ids:
-        assert re.search(rf"Session ID:\s+{session_id}", sessions.stdout), sessions.stdout
+        port, _ = backend
+        assert wait_for(lambda: dig(local.dns_port, alias).startswith("127.78."), timeout=20)
+        address = dig(local.dns_port, alias)
+        subprocess.run(  # one small request, so that the agent holds a session
+            [
+                *("curl", "-sSf", "-o", "/dev/null"),
+                *("--resolve", f"{alias}:{port}:{address}", f"http://{alias}:{port}/"),
+            ],
+            check=True,
+            timeout=60,
+        )
+        held = http_json(f"http://127.0.0.1:{local.control_port}/v1/sessions", timeout=10)
+        session_ids = [i["session_authorization"]["session_id"] for i in held["items"]]
+        assert len(session_ids) == 1, held
+        sessions = official.run("client-agent", "sessions", env=local.env)
+        assert sessions.returncode == 0, sessions.stdout + sessions.stderr
+        assert re.search(rf"Alias:\s+{re.escape(alias)}", sessions.stdout), sessions.stdout
+        assert re.search(rf"Session ID:\s+{session_ids[0]}", sessions.stdout), sessions.stdout
+
+        paused = official.run("client-agent", "pause", env=local.env)
+        assert paused.returncode == 0, paused.stdout + paused.stderr
+        assert "paused" in local.cli("status").stdout
+        assert dig(local.dns_port, alias) == "192.0.2.99", "paused: the upstream answers"
+        resumed = official.run("client-agent", "resume", env=local.env)
+        assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+        assert "running" in local.cli("status").stdout
+        assert dig(local.dns_port, alias).startswith("127.78.")
+        assert "refused" not in local.process.log_tail(200), "no CLI request was refused"
+    finally:
+        local.stop()
+
+
+def _admin_token(stack_env: StackEnv) -> tuple[str, str]:
+    """A new admin auth token: (id, token)."""
+    values = stack_env.values
+
+    async def login() -> tuple[str, str]:
+        async with BoundaryClient(values["BOUNDARY_ADDR"]) as client:
+            token = await client.authenticate_password(
+                values["BOUNDARY_AUTH_METHOD_ID"],
+                values["BOUNDARY_LOGIN_NAME"],
+                values["BOUNDARY_PASSWORD"],
+            )
+            return token.id, token.token.get_secret_value()
+
+    return asyncio.run(login())
+
+
+def _revoke(stack_env: StackEnv, token: str, token_id: str) -> None:
+    async def revoke() -> None:
+        async with BoundaryClient(stack_env.values["BOUNDARY_ADDR"], token=token) as client:
+            await client.auth_tokens.delete(token_id)
+
+    asyncio.run(revoke())
+
+
+def test_the_login_is_kept_across_restarts_and_crashes_sealed_and_private(
+    upstream: int,
+    alias: str,
+    backend: tuple[int, str],
+    stack_env: StackEnv,
+    tmp_path: Path,
+) -> None:
+    """Logged in once, the agent answers the user's aliases again after a clean stop and after
+    a SIGKILL, each time a fresh process with no login given. The token is in no file in
+    clear (logs, state, the login store), and the store is the agent's user's alone. Once the
+    token is revoked at the controller, the login ends and a restart does not bring it back."""
+    port, _ = backend
+    token_id, token = _admin_token(stack_env)
+    local = local_agent(
+        tmp_path / "agent",
+        DNS_HOST,
+        prefix="127.80.0.0/16",
+        upstream=f"{UPSTREAM_HOST}:{upstream}",
+        name="agent-restarts",
+    )
+    status_url = f"http://127.0.0.1:{local.control_port}/v1/status"
+    local.start()
+    try:
+        assert http_json(status_url, timeout=10)["auth_token_id"] == ""
+        local.cli(
+            "login", "-addr", stack_env.values["BOUNDARY_ADDR"], extra_env={"BOUNDARY_TOKEN": token}
+        )
+        kept = local.login_store / f"{os.getuid()}.json"
+        assert {p.name for p in local.login_store.iterdir()} == {"key", kept.name}
+        for path in (local.login_store, *local.login_store.iterdir()):
+            info = path.stat()
+            assert (info.st_uid, info.st_mode & 0o077) == (os.geteuid(), 0), path
+        for restart in ("clean stop", "SIGKILL"):
+            if restart == "clean stop":
+                local.stop()
+            else:
+                local.process.kill()
+                local.state_file.unlink()  # left by the crash; start() waits for a new one
+            local.start()  # a new process, and no login given
+            status = http_json(status_url, timeout=10)
+            assert status["auth_token_id"] == token_id, (restart, status)
+            assert wait_for(lambda: dig(local.dns_port, alias).startswith("127.80."), timeout=20)
+            address = dig(local.dns_port, alias)
+            fetched = subprocess.run(
+                [
+                    *("curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}"),
+                    *("--resolve", f"{alias}:{port}:{address}", f"http://{alias}:{port}/"),
+                ],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            assert fetched.stdout == "200", (restart, fetched.stderr, local.process.log_tail(20))
+        assert not files_holding(local.directory, token), "the token in clear in a file"
+
+        _revoke(stack_env, token, token_id)
+        assert wait_for(lambda: not kept.exists(), timeout=20), local.process.log_tail(20)
+        assert http_json(status_url, timeout=10)["auth_token_id"] == ""
+        local.stop()
+        local.start()
+        assert http_json(status_url, timeout=10)["auth_token_id"] == "", "a revoked login is back"
+    finally:
+        local.stop()
+    assert not files_holding(local.directory, token)
 
 
 @pytest.fixture(scope="module")
@@ -343,62 +493,120 @@ def other_user() -> str:
     return OTHER_USER
 
 
+FROZEN_REFRESH = 5.0
+"""The alias refresh interval of the frozen-controller test's agent, in seconds."""
+
+
+def test_after_the_controller_thaws_a_new_alias_is_answered_within_two_refreshes(
+    local_stack: LocalStack,
+    upstream: int,
+    backend: tuple[int, str],
+    stack_env: StackEnv,
+    tmp_path: Path,
+) -> None:
+    """The controller frozen (SIGSTOP: it accepts connections and answers nothing) for four
+    refresh intervals, so that refreshes go out to it and hang. Meanwhile the agent answers
+    what it already knows. Once it thaws, a new alias is created: the agent answers it within
+    two refresh intervals, unpaused."""
+    port, _ = backend
+    controller = local_stack.component("boundary")
+    assert controller.pid is not None
+    local = local_agent(
+        tmp_path / "agent",
+        DNS_HOST,
+        prefix="127.81.0.0/16",
+        upstream=f"{UPSTREAM_HOST}:{upstream}",
+        refresh_interval=f"{FROZEN_REFRESH:.0f}s",
+        name="agent-frozen-controller",
+    )
+    local.start()
+    try:
+        local.login_as_admin(stack_env)
+        with _aliased_target(stack_env, f"before.{SUFFIX}", port) as before:
+            assert wait_for(lambda: dig(local.dns_port, before).startswith("127.81."), timeout=30)
+            known = dig(local.dns_port, before)
+            os.killpg(controller.pid, signal.SIGSTOP)
+            try:
+                deadline = time.monotonic() + 4 * FROZEN_REFRESH
+                while time.monotonic() < deadline:
+                    assert dig(local.dns_port, before) == known, "a known alias while frozen"
+                    time.sleep(1)
+            finally:
+                os.killpg(controller.pid, signal.SIGCONT)
+            with _aliased_target(stack_env, f"after.{SUFFIX}", port) as after:
+                created = time.monotonic()
+                answered = wait_for(
+                    lambda: dig(local.dns_port, after).startswith("127.81."),
+                    timeout=4 * FROZEN_REFRESH,
+                    interval=0.2,
+                )
+                took = time.monotonic() - created
+        status = local.cli("status").stdout
+    finally:
+        local.stop()
+    print(f"a new alias after the thaw was answered in {took:.1f} s")
+    assert answered, f"never answered\n{local.process.log_tail(30)}"
+    assert took <= 2 * FROZEN_REFRESH, f"answered after {took:.1f} s"
+    assert "running" in status, status
+
+
+def _curl(*args: str, as_user: str | None = None) -> subprocess.CompletedProcess[str]:
+    """curl ARGS, as another OS user when given (runuser); its exit code is the caller's to
+    check."""
+    runner = ["runuser", "-u", as_user, "--"] if as_user else []
+    return subprocess.run(
+        [*runner, "curl", "-sS", "--max-time", "10", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 def test_another_os_user_cannot_use_see_or_cancel_the_session(
     agent: LocalAgent, alias: str, backend: tuple[int, str], other_user: str
 ) -> None:
     port, _ = backend
     assert wait_for(lambda: dig(agent.dns_port, alias).startswith("127.77."), timeout=20)
     address = dig(agent.dns_port, alias)
-    as_other = ["runuser", "-u", other_user, "--"]
-    result = subprocess.run(
-        [
-            *as_other,
-            "curl",
-            "-s",
-            "--max-time",
-            "10",
-            f"http://{address}:{port}/big",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{size_download}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    sessions_url = f"http://127.0.0.1:{agent.control_port}/v1/sessions"
+    # Our user holds a session, made here (whatever ran before): there is something to hide.
+    ours = _curl("-o", "/dev/null", "-w", "%{http_code}", f"http://{address}:{port}/")
+    assert (ours.returncode, ours.stdout) == (0, "200"), ours.stderr
+    held = {
+        i["session_authorization"]["session_id"]
+        for i in http_json(sessions_url, timeout=10)["items"]
+        if i["alias"] == alias
+    }
+    assert held, "our own connection left no session"
+
+    # The other user reaches the listener, and the agent closes the connection unanswered:
+    # curl's "Empty reply from server" (52) or a reset (56), never data, never a refusal to
+    # connect (7) or a runuser failure.
+    theirs = _curl(
+        *("-o", "/dev/null", "-w", "%{size_download}", f"http://{address}:{port}/big"),
+        as_user=other_user,
     )
-    assert result.stdout.strip() in ("", "0"), "the other user must get no data"
-    # The other user asks the control API directly (it cannot run our virtualenv).
-    listed = subprocess.run(
-        [*as_other, "curl", "-s", f"http://127.0.0.1:{agent.control_port}/v1/sessions"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
+    assert (theirs.returncode in (52, 56), theirs.stdout) == (True, "0"), (
+        theirs.returncode,
+        theirs.stdout,
+        theirs.stderr,
     )
-    assert json.loads(listed.stdout) == {"items": []}, listed.stdout + listed.stderr
+    # It asks the control API directly (it cannot run our virtualenv): no session is theirs.
+    listed = _curl(sessions_url, as_user=other_user)
+    assert listed.returncode == 0, listed.stderr
+    assert json.loads(listed.stdout) == {"items": []}, listed.stdout
     # Pausing would drop every user's sessions: the other user may not.
     for action in ("pause", "resume"):
-        refused = subprocess.run(
-            [
-                *as_other,
-                "curl",
-                "-s",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_code}",
-                "-X",
-                "POST",
-                f"http://127.0.0.1:{agent.control_port}/v1/{action}",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
+        refused = _curl(
+            *("-o", "/dev/null", "-w", "%{http_code}", "-X", "POST"),
+            f"http://127.0.0.1:{agent.control_port}/v1/{action}",
+            as_user=other_user,
         )
-        assert refused.stdout == "403", (action, refused.stdout, refused.stderr)
+        assert (refused.returncode, refused.stdout) == (0, "403"), (action, refused.stderr)
+    still = {i["session_authorization"]["session_id"] for i in http_json(sessions_url)["items"]}
+    assert held <= still, "our session survived the other user's attempts"
+    assert "paused" not in agent.cli("status").stdout
     assert dig(agent.dns_port, alias) == address, "the session's alias still answers"
 
 
@@ -462,6 +670,7 @@ def test_busy_port_53_gives_the_clear_error(netns: str, tmp_path: Path) -> None:
         config = tmp_path / "agent.hcl"
         config.write_text(
             f'dns_listen_addresses = ["127.0.0.1:53"]\nstate_file = "{tmp_path}/state.json"\n'
+            f'login_store = "{tmp_path}/logins"\n'
         )
         assert wait_for(
             lambda: (
@@ -497,6 +706,7 @@ def test_resolv_conf_takeover_is_restored_after_exit_and_after_a_crash(
     config.write_text(
         f'dns_listen_addresses = ["127.0.0.1:53"]\nresolver_mode = "resolv.conf"\n'
         f'state_file = "{tmp_path}/run/state.json"\n'
+        f'login_store = "{tmp_path}/logins"\n'
         f'override_upstream_dns_servers = ["127.0.0.1:5399"]\n'
     )
     script = textwrap.dedent(f"""\
@@ -545,6 +755,7 @@ def test_resolved_mode_routes_the_alias_domain_to_the_agent_and_reverts_on_exit(
         resolver_domains = ["{SUFFIX}"]
         alias_refresh_interval = "2s"
         state_file = "{tmp_path}/run/state.json"
+        login_store = "{tmp_path}/logins"
     """)
     )
     agent = " ".join(AGENT_CLI)

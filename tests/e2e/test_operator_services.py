@@ -20,7 +20,7 @@ import pytest
 
 from boundary_devstack.chart import ChartOperator, operator_under_chart, scenario_values
 from boundary_devstack.clients import BoundaryCLI, CommandFailed, Kubectl
-from boundary_devstack.leaks import token_like
+from boundary_devstack.leaks import token_shaped
 from boundary_devstack.metrics import writes
 from boundary_devstack.netns import NamespaceHost
 from boundary_devstack.operator_process import pod_runner_process
@@ -48,7 +48,7 @@ def chart_operator(
         **scenario_values(stack_env, CLUSTER),
     ) as (process, chart):
         yield process, chart
-    assert token_like(process.log_tail(100_000)) == []
+    assert token_shaped(process.log_tail(100_000)) == []
     kubectl("delete", "namespace", NAMESPACE, "--wait=false")
 
 

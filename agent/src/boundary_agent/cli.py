@@ -15,24 +15,42 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from boundary_agent.config import ConfigError, join_host_port, load_config
+from boundary_agent.config import AgentConfig, ConfigError, join_host_port, load_config
 from boundary_agent.daemon import Agent
 from boundary_agent.dns import DNSListenError
+from boundary_agent.logins import LoginStoreError
+from boundary_agent.logs import configure_logging
 from boundary_agent.resolver import ResolverIntegration
 
+DEFAULT_CONFIG = Path("/etc/boundary-agent/agent.hcl")
+"""Where the systemd unit has the agent read its config; the client commands look there for
+control_listen_port when not told otherwise."""
+log = logging.getLogger("boundary_agent")
+PORT_VARIABLE = "BOUNDARY_CLIENT_AGENT_LISTENING_PORT"
+"""The official CLI's variable for the agent's port; ours honours it too."""
 
-def _control_url(path: str) -> str:
-    port = os.environ.get("BOUNDARY_CLIENT_AGENT_LISTENING_PORT", "9300")
-    return f"http://127.0.0.1:{port}/v1/{path}"
+
+def control_port(args: argparse.Namespace) -> int:
+    """Which port the agent's control API is on: -client-agent-port, else the variable, else
+    control_listen_port from -config (or from DEFAULT_CONFIG when it can be read), else 9300."""
+    if args.client_agent_port:
+        port: int = args.client_agent_port
+        return port
+    if os.environ.get(PORT_VARIABLE):
+        return int(os.environ[PORT_VARIABLE])
+    if args.config is not None:
+        return load_config(args.config).control_listen_port
+    try:
+        return load_config(DEFAULT_CONFIG).control_listen_port
+    except ConfigError:
+        return AgentConfig().control_listen_port
 
 
-def _call(method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+def _call(port: int, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    url = f"http://127.0.0.1:{port}/v1/{path}"
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(  # noqa: S310 - a fixed http://127.0.0.1 URL
-        _control_url(path),
-        data=data,
-        method=method,
-        headers={"Content-Type": "application/json"},
+    request = urllib.request.Request(
+        url, data=data, method=method, headers={"Content-Type": "application/json"}
     )
     try:
         with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
@@ -42,13 +60,13 @@ def _call(method: str, path: str, body: dict[str, Any] | None = None) -> dict[st
         detail = json.loads(exc.read() or b"{}").get("message", exc.reason)
         raise SystemExit(f"boundary-agent: {detail}") from None
     except urllib.error.URLError as exc:
-        raise SystemExit(
-            f"boundary-agent: no agent answers at {_control_url('')}: {exc.reason}"
-        ) from None
+        raise SystemExit(f"boundary-agent: no agent answers at {url}: {exc.reason}") from None
 
 
 async def _run(config_path: Path | None) -> int:
     config = load_config(config_path)
+    configure_logging(config)
+    log.debug("configuration (%s): %s", config_path or "defaults", config.model_dump_json())
     agent = Agent(config)
     integration = ResolverIntegration(config)
     stop = asyncio.Event()
@@ -59,7 +77,7 @@ async def _run(config_path: Path | None) -> int:
     bound = await agent.start()
     try:
         integration.install(bound)
-        logging.getLogger("boundary_agent").info(
+        log.info(
             "DNS on %s; control API on port %s",
             ", ".join(join_host_port(*b) for b in bound),
             config.control_listen_port,
@@ -75,25 +93,15 @@ async def _run(config_path: Path | None) -> int:
 
 
 def _reload(agent: Agent, config_path: Path | None) -> None:
-    """SIGHUP: apply the fields that can change without dropping sessions."""
+    """SIGHUP: logging as the file now says (the log file reopened), and the agent's
+    reloadable fields."""
     try:
         fresh = load_config(config_path)
+        configure_logging(fresh)
     except ConfigError as exc:
-        agent.record_error(f"reload refused: {exc}")
+        agent.health.record_error(f"reload refused: {exc}")
         return
-    agent.config = agent.config.model_copy(
-        update={
-            "alias_refresh_interval": fresh.alias_refresh_interval,
-            "dns_request_timeout": fresh.dns_request_timeout,
-            "log_level": fresh.log_level,
-            "override_upstream_dns_servers": fresh.override_upstream_dns_servers,
-            "auto_pause_failures": fresh.auto_pause_failures,
-        }
-    )
-    agent.resolver.timeout = fresh.dns_request_timeout
-    if fresh.override_upstream_dns_servers:
-        agent.resolver.upstreams = fresh.upstreams()
-    logging.getLogger("boundary_agent").setLevel(fresh.log_level.upper().replace("TRACE", "DEBUG"))
+    agent.reload(fresh)
 
 
 def _print_status(status: dict[str, Any]) -> None:
@@ -133,7 +141,7 @@ def _print_sessions(sessions: dict[str, Any]) -> None:
             print("  Credential:        " + ", ".join(f"{k}={v}" for k, v in values.items()))
 
 
-def _login(args: argparse.Namespace) -> int:
+def _login(args: argparse.Namespace, port: int) -> int:
     token = os.environ.get("BOUNDARY_TOKEN", "")
     if not token and args.auth_method_id:
         password = os.environ.get("BOUNDARY_PASSWORD") or getpass.getpass("Password: ")
@@ -147,7 +155,7 @@ def _login(args: argparse.Namespace) -> int:
             "boundary-agent login: no token (give -auth-method-id, BOUNDARY_TOKEN "
             "or a token on stdin)"
         )
-    _call("POST", "tokens", {"boundary_addr": args.addr, "token": token})
+    _call(port, "POST", "tokens", {"boundary_addr": args.addr, "token": token})
     print("Logged in; the agent now resolves your aliases.")
     return 0
 
@@ -165,9 +173,21 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the agent in the foreground")
     run.add_argument("-config", "--config", type=Path)
-    for name in ("status", "sessions", "pause", "resume"):
-        sub.add_parser(name)
+    clients = [sub.add_parser(name) for name in ("status", "sessions", "pause", "resume")]
     login = sub.add_parser("login", help="hand the agent a token (password, env or stdin)")
+    for client in [*clients, login]:
+        client.add_argument(
+            "-config",
+            "--config",
+            type=Path,
+            help=f"the agent's config, for its control_listen_port (default {DEFAULT_CONFIG})",
+        )
+        client.add_argument(
+            "-client-agent-port",
+            "--client-agent-port",
+            type=int,
+            help=f"the agent's control API port (default ${PORT_VARIABLE}, else from -config)",
+        )
     login.add_argument("-addr", "--addr", default=os.environ.get("BOUNDARY_ADDR", ""))
     login.add_argument(
         "-auth-method-id", "--auth-method-id", default=os.environ.get("BOUNDARY_AUTH_METHOD_ID", "")
@@ -179,28 +199,25 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    if args.command == "run":
-        logging.basicConfig(
-            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-        )
-        logging.getLogger("httpx").setLevel(logging.WARNING)
-        try:
+    try:
+        if args.command == "run":
             return asyncio.run(_run(args.config))
-        except ConfigError as exc:
-            print(f"boundary-agent: {exc}", file=sys.stderr)
-            return 2
-        except (DNSListenError, RuntimeError) as exc:
-            print(f"boundary-agent: {exc}", file=sys.stderr)
-            return 1
+        port = control_port(args)
+    except ConfigError as exc:
+        print(f"boundary-agent: {exc}", file=sys.stderr)
+        return 2
+    except (DNSListenError, LoginStoreError, RuntimeError) as exc:
+        print(f"boundary-agent: {exc}", file=sys.stderr)
+        return 1
     if args.command == "status":
-        _print_status(_call("GET", "status"))
+        _print_status(_call(port, "GET", "status"))
     elif args.command == "sessions":
-        _print_sessions(_call("GET", "sessions"))
+        _print_sessions(_call(port, "GET", "sessions"))
     elif args.command in ("pause", "resume"):
-        _call("POST", args.command)
+        _call(port, "POST", args.command)
         print(f"Agent {args.command}d.")
     elif args.command == "login":
-        return _login(args)
+        return _login(args, port)
     return 0
 
 

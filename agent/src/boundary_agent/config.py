@@ -13,17 +13,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 LOOPBACK_V4 = ipaddress.IPv4Network("127.0.0.0/8")
 UNIQUE_LOCAL_V6 = ipaddress.IPv6Network("fc00::/7")
 
-# Fields SIGHUP can change without dropping sessions; the rest need a restart.
-RELOADABLE = frozenset(
-    {
-        "alias_refresh_interval",
-        "dns_request_timeout",
-        "log_level",
-        "override_upstream_dns_servers",
-        "auto_pause_failures",
-    }
-)
-
 
 class ConfigError(Exception):
     """The configuration is invalid; the message names each bad field."""
@@ -67,8 +56,10 @@ class AgentConfig(BaseModel):
     interface_to_use: str = ""
     """Put handed-out addresses on this (dummy) interface; empty: loopback (for 127/8)."""
     log_file: str = ""
+    """Append the log to this file; empty: no file."""
     log_level: Literal["trace", "debug", "info", "warn", "error"] = "info"
     log_to_stdout: bool = True
+    """Log to stdout too (the only place when log_file is empty)."""
     override_upstream_dns_servers: list[str] = Field(default_factory=list)
     state_file: str = "/run/boundary-agent/state.json"
     v4_prefix: str = "100.64.0.0/10"
@@ -77,7 +68,8 @@ class AgentConfig(BaseModel):
     v6_prefix: str = ""
     """An IPv6 unique local prefix: alias names also get AAAA answers from it. Empty: none."""
     dns_listen_addresses: list[str] = Field(default_factory=lambda: ["0.0.0.0:53", "[::]:53"])
-    control_listen_port: int = 9300
+    control_listen_port: int = Field(default=9300, ge=1, le=65535)
+    """The control API's port on 127.0.0.1 and [::1]."""
     resolver_mode: Literal["resolved", "resolv.conf", "none"] = "none"
     resolver_domains: list[str] = Field(default_factory=list)
     """With resolver_mode "resolved": route only these domains to the agent."""
@@ -85,10 +77,18 @@ class AgentConfig(BaseModel):
     """Consecutive controller failures after which the agent pauses itself."""
     boundary_addr: str = ""
     """Controller address used by `boundary-agent login` and when a token arrives alone."""
+    login_store: str = "/var/lib/boundary-agent/logins"
+    """Where logins are kept across restarts (see logins.py); empty: in memory only."""
 
     _dur = field_validator("alias_refresh_interval", "dns_request_timeout", mode="before")(
         _duration
     )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level_in_any_case(cls, value: object) -> object:
+        # The official documentation writes log_level = "DEBUG".
+        return value.lower() if isinstance(value, str) else value
 
     @field_validator("alias_refresh_interval", "dns_request_timeout")
     @classmethod
@@ -126,6 +126,8 @@ class AgentConfig(BaseModel):
     def _consistent(self) -> AgentConfig:
         if not self.v4_prefix and not self.v6_prefix:
             raise ValueError("v4_prefix and v6_prefix are both empty: set at least one")
+        if not self.log_to_stdout and not self.log_file:
+            raise ValueError("log_to_stdout is false and log_file is empty: nothing would log")
         if self.resolver_mode == "resolved" and self.interface_to_use in ("", "lo"):
             # systemd-resolved answers "Link lo is loopback device." to any DNS setting on lo.
             raise ValueError(

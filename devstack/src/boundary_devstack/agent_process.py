@@ -30,6 +30,11 @@ class LocalAgent:
         return self.directory / "run" / "state.json"
 
     @property
+    def login_store(self) -> Path:
+        """Where it keeps logins across restarts."""
+        return self.directory / "logins"
+
+    @property
     def env(self) -> dict[str, str]:
         """The environment a CLI needs to reach this agent's control API."""
         return {**os.environ, "BOUNDARY_CLIENT_AGENT_LISTENING_PORT": str(self.control_port)}
@@ -82,6 +87,7 @@ def local_agent(
     prefix: str = "127.77.0.0/16",
     name: str = "boundary-agent",
     also_dns_on_ipv6_loopback: bool = False,
+    refresh_interval: str = "2s",
     extra_config: str = "",
 ) -> LocalAgent:
     """An agent listening for DNS on dns_host (a free port; with also_dns_on_ipv6_loopback on
@@ -99,7 +105,8 @@ def local_agent(
         v4_prefix = "{prefix}"
         control_listen_port = {control_port}
         state_file = "{directory}/run/state.json"
-        alias_refresh_interval = "2s"
+        login_store = "{directory}/logins"
+        alias_refresh_interval = "{refresh_interval}"
     """)
         + upstream_line
         + extra_config
@@ -113,7 +120,6 @@ def local_agent(
             name,
             [*AGENT_CLI, "run", "-config", str(config)],
             log_path=directory / "agent.log",
-            env={**os.environ, "BOUNDARY_CLIENT_AGENT_LISTENING_PORT": str(control_port)},
         ),
     )
     return agent

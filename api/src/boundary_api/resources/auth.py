@@ -11,7 +11,7 @@ class AuthTokens(ResourceClient):
         return AuthTokenInfo.model_validate(answer)
 
     async def delete(self, token_id: str) -> None:
-        """Revoke a token (a logout)."""
+        """Revoke a token (a logout): every later call with it is refused."""
         await self._transport.request("DELETE", resource_path("auth-tokens", token_id))
 
 

@@ -376,8 +376,9 @@ HANDSHAKE_FLAKE = (
     "`boundary connect` hits it too), and when several connections open a brand-new session "
     "at once the losers of its activation race are closed with code 1011 (`session is not in a "
     "pending state`). The agent retries the first (protocol.HandshakeMisread) and lets a "
-    "session's first handshake go alone (daemon._handshake), so clients should never need to "
-    "retry; they still may, so that a regression shows as a count here rather than a crash."
+    "session's first handshake go alone (sessions.Sessions.handshake), so clients should never "
+    "need to retry; they still may, so that a regression shows as a count here rather than a "
+    "crash."
 )
 
 
