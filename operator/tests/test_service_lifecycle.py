@@ -279,6 +279,31 @@ async def test_brokered_credentials_follow_the_secret_and_go_with_the_annotation
     await boundary.aclose()
 
 
+async def test_a_restart_finds_brokered_credentials_listings_leave_out(world: World) -> None:
+    """Listings do not carry a target's credential sources (on the real controller too, see
+    the contract scenario): a restarted operator reads the target before it decides, and
+    neither writes nor leaves a second credential store behind; a Service deleted after the
+    restart still takes its credentials with it. Failed before the read: the restart created a
+    new store and credential and attached them (3 writes, 2 stores)."""
+    world.kube.objects[("Secret", NAMESPACE, "db-login")] = credentials_secret("first", "1")
+    world.kube.put(service("db", "uid-db", **{"boundaryproject.io/credentials-secret": "db-login"}))
+    assert await world.publish("db")
+    await world.restart()
+    before = world.writes()
+    report = await world.publisher.resync()
+    assert (report.problems, report.writes) == (0, 0)
+    assert world.writes() == before
+    assert len(world.controller.objects("credential-stores")) == 1
+
+    await world.restart()
+    await world.publisher.sync.refresh()
+    del world.kube.objects[("Service", NAMESPACE, "db")]
+    assert await world.publisher.unpublish("uid-db")
+    assert world.controller.objects("targets") == {}
+    assert world.controller.objects("credentials") == {}
+    assert world.controller.objects("credential-stores") == {}
+
+
 async def test_invalid_annotations_are_one_warning_and_no_call(world: World) -> None:
     world.kube.put(
         service(

@@ -304,7 +304,9 @@ def test_a_replaced_operator_pod_converges_without_writes(kind_cluster: KindClus
     requests = "boundary_operator_boundary_requests_total"
     assert metric_total(metrics, requests, method="GET") > 0, "the operator never read Boundary"
     # One POST: the login. Nothing created, changed or deleted in Boundary.
-    assert metric_total(metrics, requests, method="POST") == 1
+    calls = [line for line in metrics.splitlines() if line.startswith(requests)]
+    logs = kubectl("logs", "-n", "boundary-system", new)
+    assert metric_total(metrics, requests, method="POST") == 1, f"{calls}\n{logs[-4000:]}"
     assert metric_total(metrics, requests, method="PATCH") == 0
     assert metric_total(metrics, requests, method="DELETE") == 0
     assert owned_versions(kind_cluster) == versions

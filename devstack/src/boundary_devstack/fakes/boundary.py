@@ -360,6 +360,15 @@ class FakeController:
     def _public(item: JSON) -> JSON:
         return {k: v for k, v in item.items() if not k.startswith("_")}
 
+    @classmethod
+    def _listed(cls, name: str, item: JSON) -> JSON:
+        """An item as a listing shows it: the real controller leaves a target's credential
+        sources out of listings (they are only on a read)."""
+        public = cls._public(item)
+        if name == "targets":
+            public.pop("brokered_credential_source_ids", None)
+        return public
+
     # ------------------------------------------------------------------ listings
 
     def _listing(self, name: str, query: dict[str, str], keep: Any = None) -> JSON:
@@ -372,7 +381,7 @@ class FakeController:
                 raise Answer(400, "InvalidArgument", "Invalid request. list_token: invalid")
             since, position = int(match.group(1)), int(match.group(2) or 0)
         wanted = [
-            self._public(item)
+            self._listed(name, item)
             for item_id, item in collection.items.items()
             if collection.changed.get(item_id, 0) > since
             and (keep is None or keep(item))

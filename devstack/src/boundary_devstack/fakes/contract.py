@@ -180,8 +180,37 @@ async def list_calls_are_rate_limited_with_retry_after(login: Login, project: st
         await boundary.aclose()
 
 
+async def credential_sources_are_on_reads_not_in_listings(
+    boundary: BoundaryPort, project: str, tag: str
+) -> None:
+    target = await boundary.targets.create_tcp(
+        project, f"{tag}-c", address="127.0.0.1", default_port=5432
+    )
+    store = await boundary.credential_stores.create_static(project)
+    try:
+        credential = await boundary.credentials.create_username_password(
+            store.id,
+            username="u",
+            password="p",  # noqa: S106 - a throwaway credential of the scenario
+        )
+        attached = await boundary.targets.set_credential_sources(
+            target.id, target.version, [credential.id]
+        )
+        assert attached.brokered_credential_source_ids == [credential.id]
+        assert (await boundary.targets.read(target.id)).brokered_credential_source_ids == [
+            credential.id
+        ]
+        listing = await boundary.targets.list(project)
+        (listed,) = [t for t in listing.items if t.id == target.id]
+        assert listed.brokered_credential_source_ids == []
+    finally:
+        await boundary.targets.delete(target.id)
+        await boundary.credential_stores.delete(store.id)
+
+
 BOUNDARY_SCENARIOS = [
     unique_names_answer_400_with_the_real_message,
+    credential_sources_are_on_reads_not_in_listings,
     stale_versions_and_missing_objects_answer_404,
     listings_page_and_deltas_carry_changes_and_removals,
     authorize_session_by_alias_has_the_real_shape,

@@ -61,6 +61,9 @@ class ServiceSync:
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._first_refresh = asyncio.Lock()
         self._refreshed = False
+        self._sources_known: set[str] = set()
+        """Targets whose view entry came from a read or a write, not a listing: listings leave
+        brokered_credential_source_ids empty (measured on the real controller)."""
 
     # ------------------------------------------------------------------ views
 
@@ -73,7 +76,24 @@ class ServiceSync:
             "global", list_token=self._alias_token, page_size=1000
         )
         self.reads += targets.pages + aliases.pages
+        # A listed target at the version we hold is the one we read or wrote: keep our copy,
+        # which has its credential sources. Any other listed target must be read again.
+        unchanged = {
+            t.id: held
+            for t in targets.items
+            if t.id in self._sources_known
+            and (held := self._targets.get(t.id)) is not None
+            and held.version == t.version
+        }
+        if targets.full:
+            self._sources_known.intersection_update(unchanged)
+        else:
+            self._sources_known.difference_update(
+                t.id for t in targets.items if t.id not in unchanged
+            )
         targets.apply_to(self._targets)
+        for target in unchanged.values():
+            self._targets[target.id] = target
         aliases.apply_to(self._aliases)
         self._target_token, self._alias_token = targets.list_token, aliases.list_token
         self._refreshed = True
@@ -205,8 +225,13 @@ class ServiceSync:
             self.writes += 1
             target = await self.boundary.targets.update(current.id, current.version, **changes)
             outcome.changes.append(f"updated target {target.id}: {', '.join(sorted(changes))}")
-        self._targets[target.id] = target
+        self._remember(target)
         return target
+
+    def _remember(self, target: Target) -> None:
+        """A target as a read or a write returned it, credential sources included."""
+        self._targets[target.id] = target
+        self._sources_known.add(target.id)
 
     async def _ensure_alias(
         self,
@@ -239,9 +264,19 @@ class ServiceSync:
         outcome.changes.append(f"alias {alias.value} -> {target.id}")
         return alias
 
+    async def _with_sources(self, target: Target) -> Target:
+        """The target with its brokered credential sources, read once after a listing left
+        them out (after a restart, say); written targets come back with them."""
+        if target.id not in self._sources_known:
+            self.reads += 1
+            target = await self.boundary.targets.read(target.id)
+            self._remember(target)
+        return target
+
     async def _ensure_credentials(
         self, want: DesiredTarget, owner: Owner, target: Target, outcome: Outcome
     ) -> None:
+        target = await self._with_sources(target)
         current_ids = list(target.brokered_credential_source_ids)
         credential = None
         if current_ids:
@@ -294,14 +329,14 @@ class ServiceSync:
             target = await self.boundary.targets.set_credential_sources(
                 target.id, target.version, [credential.id]
             )
-            self._targets[target.id] = target
+            self._remember(target)
 
     async def _drop_credentials(
         self, target: Target, credential_id: str, store_id: str, outcome: Outcome
     ) -> None:
         self.writes += 3
         updated = await self.boundary.targets.set_credential_sources(target.id, target.version, [])
-        self._targets[updated.id] = updated
+        self._remember(updated)
         await _already_gone_ok(self.boundary.credentials.delete(credential_id))
         await _already_gone_ok(self.boundary.credential_stores.delete(store_id))
         outcome.changes.append(f"removed brokered credential {credential_id}")
@@ -315,6 +350,9 @@ class ServiceSync:
     async def _delete_target(self, target: Target, alias: Alias | None, outcome: Outcome) -> None:
         """A target with its alias (Boundary would keep the alias, pointing nowhere) and its
         brokered credentials."""
+        # Already gone: its alias and credentials are still ours to remove below.
+        with contextlib.suppress(NotFound):
+            target = await self._with_sources(target)
         if target.brokered_credential_source_ids:
             try:
                 credential = await self.boundary.credentials.read(
