@@ -149,11 +149,13 @@ class Agent:
 
     def pause(self, reason: str = "paused by request") -> None:
         self.paused, self.pause_reason = True, reason
+        self.resolver.forget_answers()
         self._drop_sessions(lambda s: True)
         self.write_state()
 
     def resume(self) -> None:
         self.paused, self.pause_reason, self._failures = False, "", 0
+        self.resolver.forget_answers()
         self.write_state()
 
     def _drop_sessions(self, which: Callable[[ActiveSession], bool]) -> None:
@@ -195,6 +197,7 @@ class Agent:
                 self._drop_sessions(lambda s: s.uid == uid)
             await old.client.aclose()
         self.users[uid] = user
+        self.resolver.forget_answers()
         await self.refresh_user(user)
         self.write_state()
         return user
@@ -204,6 +207,7 @@ class Agent:
             self.record_error(f"auth token {user.token_id} expired; log in again")
             self._drop_sessions(lambda s: s.uid == user.uid)
             self.users.pop(user.uid, None)
+            self.resolver.forget_answers()
             await user.client.aclose()
             return
         try:
@@ -214,6 +218,7 @@ class Agent:
             self.record_error(f"failed to refresh alias cache: token {user.token_id} rejected")
             self._drop_sessions(lambda s: s.uid == user.uid)
             self.users.pop(user.uid, None)
+            self.resolver.forget_answers()
             await user.client.aclose()
             return
         except BoundaryError as exc:
@@ -222,7 +227,10 @@ class Agent:
         self._failures = 0
         listing.apply_to(user.alias_view)
         user.list_token = listing.list_token
-        user.aliases = {a.value: a for a in user.alias_view.values()}
+        aliases = {a.value: a for a in user.alias_view.values()}
+        if aliases != user.aliases:
+            user.aliases = aliases
+            self.resolver.forget_answers()
         for alias in user.aliases.values():
             await self._ensure_listener(user, alias)
 
