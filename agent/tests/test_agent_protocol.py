@@ -143,6 +143,32 @@ def test_frames_split_anywhere_reach_the_client_intact(seed: int) -> None:
     assert delivered == expected
 
 
+def test_what_waits_for_a_slow_client_is_still_delivered_after_the_worker_hangs_up() -> None:
+    async def run() -> tuple[bool, bool, bytes, bytes]:
+        websocket = protocol._WebSocket("key")
+        transport = _Transport()
+        websocket.connection_made(transport)
+        head = b"HTTP/1.1 101 OK\r\n\r\n" + _server_frame(protocol.OP_BINARY, b"result")
+        _feed(websocket, head, 1, random.Random(3))  # noqa: S311
+        await websocket.first_message
+        sink = _Sink()
+        websocket.attach(sink)  # type: ignore[arg-type]
+        sink.transport.buffered = protocol.CLIENT_HIGH_WATER + 1  # the client is slow
+        payloads = [os.urandom(40_000) for _ in range(4)]
+        stream = b"".join(_server_frame(protocol.OP_BINARY, p) for p in payloads)
+        _feed(websocket, stream, 1, random.Random(4))  # noqa: S311
+        websocket.connection_lost(None)
+        closed_while_waiting = sink.closed
+        sink.transport.buffered = 0
+        await asyncio.sleep(0.01)
+        return closed_while_waiting, sink.closed, bytes(sink.transport.written), b"".join(payloads)
+
+    closed_while_waiting, closed, delivered, sent = asyncio.run(run())
+    assert not closed_while_waiting
+    assert delivered == sent
+    assert closed
+
+
 def test_ping_is_answered_and_a_close_code_is_reported() -> None:
     async def run() -> tuple[int | None, list[tuple[int, bytes]]]:
         websocket = protocol._WebSocket("key")

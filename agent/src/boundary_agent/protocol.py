@@ -24,6 +24,7 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from boundary_agent import memory
 from boundary_api import SessionAuthorizationData
 from boundary_api.authdata import decode_timestamp, encode_varint, int32, iter_fields
 
@@ -39,8 +40,14 @@ HANDSHAKE_ATTEMPTS = 3
 WEBSOCKET_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 OP_CONTINUATION, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0, 1, 2, 8, 9, 10
 MAX_UPGRADE_RESPONSE = 16 * 1024
-RECEIVE_BUFFER = 256 * 1024
-"""What one read from the worker's TLS stream may bring at most."""
+RECEIVE_BUFFER = 64 * 1024
+"""What one read from the worker's TLS stream may bring at most, once the pump runs."""
+HANDSHAKE_BUFFER = MAX_UPGRADE_RESPONSE + 4096
+"""The receive buffer until then: the upgrade response and the HandshakeResult."""
+MIN_READ = 16 * 1024
+"""Room always offered for the next read: a TLS record."""
+TRIM_AFTER_S = 1.0
+"""Once no proxied connection is left open: how long before freed memory is handed back."""
 CLIENT_HIGH_WATER = 1 << 20
 """Bytes waiting for the local client before reading from the worker pauses."""
 CLOSE_WAIT_S = 5.0
@@ -185,7 +192,7 @@ class _WebSocket(asyncio.BufferedProtocol):
         self.upgraded: asyncio.Future[dict[str, str]] = loop.create_future()
         self.first_message: asyncio.Future[bytes] = loop.create_future()
         self.finished: asyncio.Future[None] = loop.create_future()
-        self._buffer = bytearray(RECEIVE_BUFFER)
+        self._buffer = bytearray(HANDSHAKE_BUFFER)
         self._view = memoryview(self._buffer)
         self._start = self._end = 0
         self._upgrading = True
@@ -199,15 +206,20 @@ class _WebSocket(asyncio.BufferedProtocol):
         self.close_code: int | None = None
         self.close_reason = ""
         self.close_sent = False
+        self._lost = False
 
     # ---------------------------------------------------------------- asyncio callbacks
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment] # a TLS stream transport
+        _open_connections.opened()
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        if self._end == len(self._buffer):  # room at the end only after what is consumed
-            self._compact()
+        """Room for at least `sizehint` octets. asyncio's TLS transport passes what it holds
+        undecrypted, and once the worker has hung up it reads only once more before shutting
+        down: a smaller buffer would lose the end of the stream."""
+        if len(self._buffer) - self._end < max(sizehint, MIN_READ):
+            self._compact(max(sizehint, MIN_READ))
         return self._view[self._end :]
 
     def buffer_updated(self, nbytes: int) -> None:
@@ -222,13 +234,24 @@ class _WebSocket(asyncio.BufferedProtocol):
         return False  # close
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = True
+        _open_connections.closed()
+        log.debug(
+            "websocket closed: code %s %r, %s; %d octets unread",
+            self.close_code,
+            self.close_reason,
+            exc,
+            self._end - self._start,
+        )
         closed = ChannelClosed(self.close_code, self.close_reason)
         for future in (self.upgraded, self.first_message):
             if not future.done():
                 future.set_exception(closed)
+                future.exception()  # whoever awaits it still gets it; nobody else must
         if self._write_ready is not None and not self._write_ready.done():
             self._write_ready.set_result(None)
-        self._finish()
+        if not self._sink_draining:  # else the client gets what is buffered first
+            self._finish()
 
     def pause_writing(self) -> None:
         if self._write_ready is None or self._write_ready.done():
@@ -265,24 +288,27 @@ class _WebSocket(asyncio.BufferedProtocol):
         """From now on, data frames go to sink; what arrived meanwhile goes first."""
         self._sink = sink
         sink.transport.set_write_buffer_limits(high=CLIENT_HIGH_WATER)
+        self._fresh_buffer(RECEIVE_BUFFER)
         self._process()
         if self.transport is not None and not self._sink_draining:
             self.transport.resume_reading()
 
-    def _fresh_buffer(self) -> None:
+    def _fresh_buffer(self, size: int = RECEIVE_BUFFER) -> None:
         rest = self._buffer[self._start : self._end]
-        self._buffer = bytearray(RECEIVE_BUFFER)
+        self._buffer = bytearray(max(size, len(self._buffer), len(rest) + MIN_READ))
         self._buffer[: len(rest)] = rest
         self._view = memoryview(self._buffer)
         self._start, self._end = 0, len(rest)
 
-    def _compact(self) -> None:
+    def _compact(self, room: int) -> None:
+        """Move what is unconsumed to the front; grow the buffer if `room` still lacks."""
         remaining = self._end - self._start
+        if remaining + room > len(self._buffer):
+            self._fresh_buffer(remaining + room)
+            return
         if remaining and self._start:
             self._buffer[:remaining] = self._buffer[self._start : self._end]
         self._start, self._end = 0, remaining
-        if remaining == len(self._buffer):
-            raise SessionProtocolError("the worker sent a header larger than the buffer")
 
     def _process(self) -> None:
         if self._upgrading and not self._read_upgrade():
@@ -300,6 +326,8 @@ class _WebSocket(asyncio.BufferedProtocol):
                 break
         if self._start == self._end:
             self._start = self._end = 0
+        if self._lost and not self._sink_draining:
+            self._finish()
 
     def _read_upgrade(self) -> bool:
         head_end = self._buffer.find(b"\r\n\r\n", 0, self._end)
@@ -402,10 +430,12 @@ class _WebSocket(asyncio.BufferedProtocol):
             self._sink_draining = False
             if done.cancelled() or done.exception() is not None:
                 self._fail(CLOSE_NORMAL, "the client went away")
+                if self._lost:
+                    self._finish()
                 return
-            if self.transport is not None and not self.transport.is_closing():
+            if self.transport is not None and not self._lost:
                 self.transport.resume_reading()
-                self._process()
+            self._process()
 
         asyncio.ensure_future(sink.drain()).add_done_callback(drained)
 
@@ -432,6 +462,32 @@ class _WebSocket(asyncio.BufferedProtocol):
         if self._sink is not None:
             with contextlib.suppress(OSError, RuntimeError):
                 self._sink.close()
+
+
+class _OpenConnections:
+    """How many websockets are open; when the last closes, memory.trim() a little later."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._trim: asyncio.TimerHandle | None = None
+
+    def opened(self) -> None:
+        self.count += 1
+        if self._trim is not None:
+            self._trim.cancel()
+            self._trim = None
+
+    def closed(self) -> None:
+        self.count -= 1
+        if not self.count:
+            self._trim = asyncio.get_running_loop().call_later(TRIM_AFTER_S, self._trimmed)
+
+    def _trimmed(self) -> None:
+        self._trim = None
+        memory.trim()
+
+
+_open_connections = _OpenConnections()
 
 
 @dataclass
