@@ -11,7 +11,6 @@ import functools
 import ipaddress
 import logging
 import os
-import secrets
 import socket
 import struct
 from collections.abc import Callable
@@ -30,10 +29,14 @@ log = logging.getLogger("boundary_agent.dns")
 ALIAS_TTL = 5
 """Short, so pausing the agent takes effect quickly in clients' caches."""
 MAX_UDP = 65535
+READ_BATCH = 64
+"""Datagrams read per wake-up of a DNS socket, at most: then the loop's other work gets a turn."""
 ANSWER_CACHE_LIMIT = 4096
 """Alias answers kept as wire, by name and type: aliases x 3 types, bounded all the same."""
 POOL_SOCKETS = 8
 """Upstream UDP sockets per address family, each on its own random port."""
+SWEEP_INTERVAL = 0.05
+"""How often queries waiting upstream are checked for their timeout."""
 ROTATE_AFTER = 256
 """Queries a pool socket sends before a socket on a fresh random port takes its place (as
 dnsmasq keeps moving its source ports): an off-path forger must guess the port and the id."""
@@ -187,7 +190,20 @@ class _Pending:
     upstream: tuple[str, int] = ("", 0)
     socket: _PoolSocket | None = None
     qid: int = 0
-    timer: asyncio.TimerHandle | None = None
+    deadline: float = 0.0
+
+
+class _RandomNumbers:
+    """Unpredictable 16-bit numbers from the system's CSPRNG, fetched 2,048 at a time (one
+    getrandom call, not one per query)."""
+
+    def __init__(self) -> None:
+        self._numbers: list[int] = []
+
+    def next(self) -> int:
+        if not self._numbers:
+            self._numbers = list(memoryview(os.urandom(4096)).cast("H"))
+        return self._numbers.pop()
 
 
 class _PoolSocket:
@@ -206,25 +222,28 @@ class _PoolSocket:
 
     def new_id(self) -> int:
         while True:
-            qid = secrets.randbits(16)
+            qid = self.pool.random.next()
             if qid not in self.pending:
                 return qid
 
     def _readable(self) -> None:
-        while not self.closed:
+        buffer, view = self.pool.buffer, self.pool.view
+        for _ in range(READ_BATCH):
+            if self.closed:
+                return
             try:
-                data, addr = self.sock.recvfrom(MAX_UDP)
+                size, addr = self.sock.recvfrom_into(buffer)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:  # an ICMP error queued on the socket: read on
                 log.debug("upstream socket: %s", exc)
                 continue
-            if len(data) < 12:
+            if size < 12:
                 continue
-            pending = self.pending.get(data[0] << 8 | data[1])
+            pending = self.pending.get(buffer[0] << 8 | buffer[1])
             if pending is None or (addr[0], addr[1]) != pending.upstream:
                 continue  # late, or not from where it was sent: not an answer to us
-            self.pool.answered(pending, data)
+            self.pool.answered(pending, bytes(view[2:size]))
 
     @property
     def closed(self) -> bool:
@@ -241,13 +260,20 @@ class UpstreamPool:
     """Forwards UDP queries through a few sockets on random ports (rotated), with a pending
     table by id: each query leaves with a fresh random id, and its answer must come back from
     the upstream it went to with that id, and pass the caller's check, or the next upstream is
-    tried; after the last, the caller gets None."""
+    tried; after the last, the caller gets None. Timeouts are found by a sweep every
+    SWEEP_INTERVAL over the queries in the order they were sent, not by a timer each."""
 
     def __init__(self, resolver: Resolver, loop: asyncio.AbstractEventLoop) -> None:
         self.resolver = resolver
         self.loop = loop
         self.sockets: dict[socket.AddressFamily, list[_PoolSocket]] = {}
+        self.random = _RandomNumbers()
+        self.buffer = bytearray(MAX_UDP)
+        self.view = memoryview(self.buffer)
         self._normal: dict[str, str] = {}
+        self._waiting: dict[_Pending, None] = {}
+        """Every query waiting for an answer, oldest first (deadlines grow as they are sent)."""
+        self._sweep: asyncio.TimerHandle | None = None
 
     def prepare(self) -> None:
         """Open the sockets for every upstream's family now, not on the first query."""
@@ -262,7 +288,7 @@ class UpstreamPool:
             sockets = self.sockets[family] = [
                 _PoolSocket(self, family) for _ in range(POOL_SOCKETS)
             ]
-        slot = secrets.randbelow(len(sockets))
+        slot = self.random.next() % len(sockets)
         chosen = sockets[slot]
         chosen.sent += 1
         if chosen.sent >= ROTATE_AFTER:
@@ -296,35 +322,50 @@ class UpstreamPool:
                 continue
             pending.index, pending.upstream = index, (self._normalized(host), port)
             pending.socket, pending.qid = sock, qid
+            pending.deadline = self.loop.time() + self.resolver.timeout
             sock.pending[qid] = pending
-            pending.timer = self.loop.call_later(self.resolver.timeout, self._timed_out, pending)
+            self._waiting[pending] = None
+            if self._sweep is None:
+                self._sweep = self.loop.call_later(SWEEP_INTERVAL, self._swept)
             return
         pending.done(None)
 
     def _forget(self, pending: _Pending) -> None:
+        self._waiting.pop(pending, None)
         sock = pending.socket
         if sock is not None:
             sock.pending.pop(pending.qid, None)
             sock.close_when_idle()
-        if pending.timer is not None:
-            pending.timer.cancel()
 
-    def answered(self, pending: _Pending, data: bytes) -> None:
+    def answered(self, pending: _Pending, body: bytes) -> None:
+        """An answer (all but its id) from where `pending` went, with its id."""
         self._forget(pending)
-        answer = pending.wire[:2] + data[2:]
+        answer = pending.wire[:2] + body
         if pending.accept(answer):
             pending.done(answer)
             return
         log.debug("upstream %s:%d sent a malformed answer", *pending.upstream)
         self._try(pending, pending.index + 1)
 
-    def _timed_out(self, pending: _Pending) -> None:
-        pending.timer = None
-        self._forget(pending)
-        log.debug("upstream %s:%d did not answer in time", *pending.upstream)
-        self._try(pending, pending.index + 1)
+    def _swept(self) -> None:
+        self._sweep = None
+        now = self.loop.time()
+        expired = []
+        for pending in self._waiting:
+            if pending.deadline > now:
+                break
+            expired.append(pending)
+        for pending in expired:
+            self._forget(pending)
+            log.debug("upstream %s:%d did not answer in time", *pending.upstream)
+            self._try(pending, pending.index + 1)
+        if self._waiting and self._sweep is None:
+            self._sweep = self.loop.call_later(SWEEP_INTERVAL, self._swept)
 
     def close(self) -> None:
+        if self._sweep is not None:
+            self._sweep.cancel()
+        self._waiting.clear()
         for sockets in self.sockets.values():
             for sock in sockets:
                 sock.retired = True
@@ -404,19 +445,37 @@ async def _tcp_exchange(wire: bytes, host: str, port: int, timeout: float) -> by
         writer.close()
 
 
-class _UDPProtocol(asyncio.DatagramProtocol):
-    """Simple queries (dnswire) are answered, or sent upstream, right here in
-    datagram_received; only the rest costs a task and dnspython."""
+class _UDPListener:
+    """One DNS socket, read straight from the selector, up to READ_BATCH datagrams per wake-up
+    (asyncio's datagram transport takes one per turn of the loop). Simple queries (dnswire) are
+    answered, or sent upstream, right here; only the rest costs a task and dnspython."""
 
-    def __init__(self, resolver: Resolver) -> None:
+    def __init__(self, resolver: Resolver, sock: socket.socket) -> None:
         self.resolver = resolver
-        self.transport: asyncio.DatagramTransport | None = None
+        self.sock = sock
+        self.loop = asyncio.get_running_loop()
         self.tasks: set[asyncio.Task[None]] = set()
+        self._buffer = bytearray(MAX_UDP)
+        self._view = memoryview(self._buffer)
+        self.loop.add_reader(sock.fileno(), self._readable)
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment] # a datagram endpoint's transport
+    def close(self) -> None:
+        if self.sock.fileno() >= 0:
+            self.loop.remove_reader(self.sock.fileno())
+            self.sock.close()
 
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+    def _readable(self) -> None:
+        for _ in range(READ_BATCH):
+            try:
+                size, addr = self.sock.recvfrom_into(self._buffer)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # an ICMP error for an earlier answer: read on
+                log.debug("DNS socket: %s", exc)
+                continue
+            self.received(bytes(self._view[:size]), addr)
+
+    def received(self, data: bytes, addr: tuple[str, int]) -> None:
         query = dnswire.parse_simple_query(data)
         if query is None:
             task = asyncio.create_task(self._answer(data, addr))
@@ -426,12 +485,16 @@ class _UDPProtocol(asyncio.DatagramProtocol):
         answer = self.resolver.alias_answer(data, query)
         if answer is None:
             self.resolver.forward_simple(data, query, functools.partial(self._send, addr=addr))
-        elif self.transport is not None:
-            self.transport.sendto(answer, addr)
+        else:
+            self._send(answer, addr)
 
     def _send(self, answer: bytes, addr: tuple[str, int]) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.sendto(answer, addr)
+        try:
+            self.sock.sendto(answer, addr)
+        except (BlockingIOError, InterruptedError):
+            log.debug("DNS answer to %s dropped: the socket's buffer is full", addr[0])
+        except OSError as exc:  # closed, or the client is unreachable
+            log.debug("DNS answer to %s not sent: %s", addr[0], exc)
 
     async def _answer(self, data: bytes, addr: tuple[str, int]) -> None:
         try:
@@ -485,24 +548,24 @@ def _who_listens(port: int, udp: bool) -> str:
 class DNSServer:
     resolver: Resolver
     addresses: list[tuple[str, int]]
-    _udp: list[asyncio.DatagramTransport] = field(default_factory=list)
+    _udp: list[_UDPListener] = field(default_factory=list)
     _tcp: list[asyncio.Server] = field(default_factory=list)
 
     async def start(self) -> list[tuple[str, int]]:
         """Bind every address; returns the (host, port) pairs it listens on. An address whose
         IP family the machine lacks is skipped; one already in use is an error naming it."""
-        loop = asyncio.get_running_loop()
         bound = []
         for host, port in self.addresses:
             family = socket.AF_INET6 if ":" in host else socket.AF_INET
             try:
-                transport, _ = await loop.create_datagram_endpoint(
-                    lambda: _UDPProtocol(self.resolver),
-                    local_addr=(host, port),
-                    family=family,
-                    reuse_port=False,
-                )
-                self._udp.append(transport)
+                sock = socket.socket(family, socket.SOCK_DGRAM)
+                try:
+                    sock.setblocking(False)
+                    sock.bind((host, port))
+                except OSError:
+                    sock.close()
+                    raise
+                self._udp.append(_UDPListener(self.resolver, sock))
                 server = await asyncio.start_server(
                     lambda r, w: _tcp_client(self.resolver, r, w),
                     host,
@@ -535,8 +598,8 @@ class DNSServer:
         return bound
 
     async def stop(self) -> None:
-        for transport in self._udp:
-            transport.close()
+        for listener in self._udp:
+            listener.close()
         for server in self._tcp:
             server.close()
             await server.wait_closed()

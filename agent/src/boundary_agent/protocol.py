@@ -465,7 +465,7 @@ class _WebSocket(asyncio.BufferedProtocol):
 
 
 class _OpenConnections:
-    """How many websockets are open; when the last closes, memory.trim() a little later."""
+    """How many websockets are open; when the last closes, memory.release() a little later."""
 
     def __init__(self) -> None:
         self.count = 0
@@ -484,7 +484,8 @@ class _OpenConnections:
 
     def _trimmed(self) -> None:
         self._trim = None
-        memory.trim()
+        log.debug("no proxied connection left open: handing freed memory back")
+        memory.release()
 
 
 _open_connections = _OpenConnections()
