@@ -79,8 +79,10 @@ def test_the_fast_path_answers_byte_for_byte_as_dnspython_does() -> None:
         question = query.question[0]
         assert question.rdclass == 1
         assert question.rdtype in (1, 28, 255)
-        assert simple.name == question.name.to_text(omit_final_dot=True).lower()
-        addresses = _lookup(simple.name)
+        name = dnswire.alias_name(simple)
+        if name is not None:
+            assert name == question.name.to_text(omit_final_dot=True).lower()
+        addresses = _lookup(name) if name is not None else None
         if addresses is not None:
             fast = dnswire.response(
                 wire,

@@ -93,7 +93,8 @@ class Resolver:
         """The answer to a simple query for an alias, from cached wire; None: not an alias."""
         records = self._answers.get(query.key)
         if records is None:
-            addresses = self.lookup(query.name)
+            name = dnswire.alias_name(query)
+            addresses = self.lookup(name) if name is not None else None
             if addresses is None:
                 return None
             records = dnswire.address_records(addresses.of_type(query.qtype), ALIAS_TTL)

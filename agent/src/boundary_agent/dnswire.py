@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import socket
 import struct
-from dataclasses import dataclass
 
 TYPE_A, TYPE_AAAA, TYPE_OPT, TYPE_ANY = 1, 28, 41, 255
 CLASS_IN = 1
@@ -29,59 +28,66 @@ NAME_CHARACTERS = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWX
 """Octets a label may have on the fast path: those dnspython's to_text() leaves unescaped."""
 
 
-@dataclass(frozen=True, slots=True)
 class SimpleQuery:
     """What the fast path needs of a query it understood."""
 
-    key: bytes
-    """The question name's wire in lowercase, then the type: the answer cache's key."""
-    name: str
-    """The question name, lowercase, without the trailing dot (the alias lookup's form)."""
-    qtype: int
-    question_end: int
-    """Where the question ends in the query's wire."""
-    edns: bool
+    __slots__ = ("edns", "key", "qtype", "question_end")
+
+    def __init__(self, key: bytes, qtype: int, question_end: int, edns: bool) -> None:
+        self.key = key
+        """The question name's wire in lowercase, then the type: the answer cache's key."""
+        self.qtype = qtype
+        self.question_end = question_end
+        """Where the question ends in the query's wire."""
+        self.edns = edns
 
 
 def parse_simple_query(wire: bytes) -> SimpleQuery | None:
-    """The query, when it is one the fast path answers exactly as dnspython would; else None."""
+    """The query, when it is one the fast path answers exactly as dnspython would; else None.
+    Only the name's framing is checked here: what its labels hold is alias_name()'s concern,
+    on a cache miss."""
     size = len(wire)
-    if size < 17:
+    if size < 17 or wire[2] & 0xF8 or wire[4:10] != b"\0\1\0\0\0\0":  # QR, opcode, counts
         return None
-    _, flags, qdcount, ancount, nscount, arcount = HEADER.unpack_from(wire)
-    if flags & (QR | OPCODE_MASK) or qdcount != 1 or ancount or nscount or arcount > 1:
+    arcount = wire[10] << 8 | wire[11]
+    if arcount > 1:
         return None
-    offset, labels = 12, []
-    while True:
-        length = wire[offset]
-        if length == 0:
-            break
-        end = offset + 1 + length
+    offset = 12
+    while length := wire[offset]:
         # A pointer, a reserved label type, or past the end: dnspython's to judge.
-        if length > 63 or end >= size:
+        if length > 63:
             return None
-        label = wire[offset + 1 : end]
-        if not NAME_CHARACTERS.issuperset(label):
+        offset += 1 + length
+        if offset >= size:
             return None
-        labels.append(label)
-        offset = end
     name_end = offset + 1
-    if name_end - 12 > 255 or not labels:
+    if name_end - 12 > 255 or name_end == 13:
         return None
     question_end = name_end + 4
     if question_end > size:
         return None
-    qtype, qclass = struct.unpack_from("!HH", wire, name_end)
-    if qclass != CLASS_IN or qtype not in (TYPE_A, TYPE_AAAA, TYPE_ANY):
+    qtype = wire[name_end] << 8 | wire[name_end + 1]
+    if wire[name_end + 2 : question_end] != b"\0\1" or qtype not in (TYPE_A, TYPE_AAAA, TYPE_ANY):
         return None
-    if arcount and not _is_plain_opt(wire, question_end):
-        return None
-    if not arcount and question_end != size:
+    if arcount:
+        if not _is_plain_opt(wire, question_end):
+            return None
+    elif question_end != size:
         return None  # trailing octets
-    key = wire[12 : question_end - 2].lower()
-    return SimpleQuery(
-        key, b".".join(labels).decode("ascii").lower(), qtype, question_end, bool(arcount)
-    )
+    return SimpleQuery(wire[12 : question_end - 2].lower(), qtype, question_end, bool(arcount))
+
+
+def alias_name(query: SimpleQuery) -> str | None:
+    """The question name as alias lookups take it (lowercase, no trailing dot), when its labels
+    hold only what an alias can (else None: no alias has such a name)."""
+    key, labels, offset = query.key, [], 0
+    while length := key[offset]:
+        label = key[offset + 1 : offset + 1 + length]
+        if not NAME_CHARACTERS.issuperset(label):
+            return None
+        labels.append(label)
+        offset += 1 + length
+    return b".".join(labels).decode("ascii")
 
 
 def _is_plain_opt(wire: bytes, offset: int) -> bool:
