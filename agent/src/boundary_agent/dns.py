@@ -115,54 +115,72 @@ class Resolver:
 
         self.pool().send(wire, functools.partial(dnswire.answers_question, question=question), done)
 
+    def respond(self, wire: bytes, reply: Callable[[bytes], None]) -> None:
+        """Answer a query that came over UDP: reply() gets the answer, now or once an upstream
+        has answered, or is never called (nothing to answer). Nothing waits in a task, and a
+        query forwarded holds only its wire while it waits."""
+        simple = dnswire.parse_simple_query(wire)
+        if simple is not None:
+            answer = self.alias_answer(wire, simple)
+            if answer is None:
+                self.forward_simple(wire, simple, reply)
+            else:
+                reply(answer)
+            return
+        answer, forward = self._answer_or_forward(wire)
+        if answer is not None:
+            reply(answer)
+        elif forward:
+            self.forwarded += 1
+
+            def done(upstream_answer: bytes | None) -> None:
+                reply(upstream_answer if upstream_answer is not None else _servfail(wire))
+
+            self.pool().send(wire, functools.partial(_answers_query_wire, wire), done)
+
     async def handle(self, wire: bytes, via_tcp: bool) -> bytes | None:
+        """The answer to a query (None: nothing to answer), over either transport."""
         simple = dnswire.parse_simple_query(wire)
         if simple is not None and (answer := self.alias_answer(wire, simple)) is not None:
             return answer
+        answer, forward = self._answer_or_forward(wire)
+        if not forward:
+            return answer
+        self.forwarded += 1
+        upstream_answer = await (self._forward_tcp(wire) if via_tcp else self._forward_udp(wire))
+        return upstream_answer if upstream_answer is not None else _servfail(wire)
+
+    def _answer_or_forward(self, wire: bytes) -> tuple[bytes | None, bool]:
+        """What dnspython makes of a query the fast path did not take: (an answer of ours, or
+        None; whether to forward it)."""
         import dns.flags
 
         try:
             query = _from_wire(wire)
         except Exception:
-            return _formerr(wire)
+            return _formerr(wire), False
         if query.flags & dns.flags.QR:
-            return None  # a response, not a query: dropped, never answered nor forwarded
+            return None, False  # a response, not a query: dropped, never answered nor forwarded
         if len(query.question) == 1:
             question = query.question[0]
             name = question.name.to_text(omit_final_dot=True).lower()
             addresses = self.lookup(name)
             if addresses is not None:
                 self.answered += 1
-                return _alias_answer(query, question, addresses).to_wire()
-        self.forwarded += 1
-        return await self.forward(wire, via_tcp, query)
+                return _alias_answer(query, question, addresses).to_wire(), False
+        return None, True
 
-    async def forward(self, wire: bytes, via_tcp: bool, query: dns.message.Message) -> bytes:
-        answer = (
-            await self._forward_tcp(wire, query)
-            if via_tcp
-            else await self._forward_udp(wire, query)
-        )
-        if answer is not None:
-            return answer
-        import dns.message
-        import dns.rcode
-
-        response = dns.message.make_response(query)
-        response.set_rcode(dns.rcode.SERVFAIL)
-        return response.to_wire()
-
-    async def _forward_udp(self, wire: bytes, query: dns.message.Message) -> bytes | None:
+    async def _forward_udp(self, wire: bytes) -> bytes | None:
         future: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
 
         def done(answer: bytes | None) -> None:
             if not future.done():
                 future.set_result(answer)
 
-        self.pool().send(wire, functools.partial(_answers, query), done)
+        self.pool().send(wire, functools.partial(_answers_query_wire, wire), done)
         return await future
 
-    async def _forward_tcp(self, wire: bytes, query: dns.message.Message) -> bytes | None:
+    async def _forward_tcp(self, wire: bytes) -> bytes | None:
         for host, port in self.upstreams:
             try:
                 answer = await _tcp_exchange(wire, host, port, self.timeout)
@@ -172,7 +190,7 @@ class Resolver:
             if answer[:2] != wire[:2]:  # a mismatched id: not our answer
                 log.debug("upstream %s:%d answered another id", host, port)
                 continue
-            if not _answers(query, answer):
+            if not _answers_query_wire(wire, answer):
                 log.debug("upstream %s:%d sent a malformed answer", host, port)
                 continue
             return answer
@@ -406,6 +424,20 @@ def _answers(query: dns.message.Message, wire: bytes) -> bool:
         return False
 
 
+def _answers_query_wire(query_wire: bytes, wire: bytes) -> bool:
+    """_answers() for a query kept as its wire (it parsed once already)."""
+    return _answers(_from_wire(query_wire), wire)
+
+
+def _servfail(query_wire: bytes) -> bytes:
+    import dns.message
+    import dns.rcode
+
+    response = dns.message.make_response(_from_wire(query_wire))
+    response.set_rcode(dns.rcode.SERVFAIL)
+    return response.to_wire()
+
+
 def _formerr(wire: bytes) -> bytes | None:
     if len(wire) < 12:
         return None  # not even a header: nothing to answer
@@ -448,14 +480,13 @@ async def _tcp_exchange(wire: bytes, host: str, port: int, timeout: float) -> by
 
 class _UDPListener:
     """One DNS socket, read straight from the selector, up to READ_BATCH datagrams per wake-up
-    (asyncio's datagram transport takes one per turn of the loop). Simple queries (dnswire) are
-    answered, or sent upstream, right here; only the rest costs a task and dnspython."""
+    (asyncio's datagram transport takes one per turn of the loop); each is answered or sent
+    upstream right here (Resolver.respond), with no task."""
 
     def __init__(self, resolver: Resolver, sock: socket.socket) -> None:
         self.resolver = resolver
         self.sock = sock
         self.loop = asyncio.get_running_loop()
-        self.tasks: set[asyncio.Task[None]] = set()
         self._buffer = bytearray(MAX_UDP)
         self._view = memoryview(self._buffer)
         self.loop.add_reader(sock.fileno(), self._readable)
@@ -477,17 +508,10 @@ class _UDPListener:
             self.received(bytes(self._view[:size]), addr)
 
     def received(self, data: bytes, addr: tuple[str, int]) -> None:
-        query = dnswire.parse_simple_query(data)
-        if query is None:
-            task = asyncio.create_task(self._answer(data, addr))
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
-            return
-        answer = self.resolver.alias_answer(data, query)
-        if answer is None:
-            self.resolver.forward_simple(data, query, functools.partial(self._send, addr=addr))
-        else:
-            self._send(answer, addr)
+        try:
+            self.resolver.respond(data, functools.partial(self._send, addr=addr))
+        except Exception:
+            log.exception("DNS query from %s failed", addr[0])
 
     def _send(self, answer: bytes, addr: tuple[str, int]) -> None:
         try:
@@ -496,15 +520,6 @@ class _UDPListener:
             log.debug("DNS answer to %s dropped: the socket's buffer is full", addr[0])
         except OSError as exc:  # closed, or the client is unreachable
             log.debug("DNS answer to %s not sent: %s", addr[0], exc)
-
-    async def _answer(self, data: bytes, addr: tuple[str, int]) -> None:
-        try:
-            answer = await self.resolver.handle(data, via_tcp=False)
-        except Exception:
-            log.exception("DNS query from %s failed", addr[0])
-            return
-        if answer is not None:
-            self._send(answer, addr)
 
 
 async def _tcp_client(
