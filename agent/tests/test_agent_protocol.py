@@ -169,6 +169,26 @@ def test_what_waits_for_a_slow_client_is_still_delivered_after_the_worker_hangs_
     assert closed
 
 
+def test_a_client_gone_closes_the_websocket_instead_of_writing_on() -> None:
+    async def run() -> tuple[bytes, list[tuple[int, bytes]]]:
+        websocket = protocol._WebSocket("key")
+        transport = _Transport()
+        websocket.connection_made(transport)
+        head = b"HTTP/1.1 101 OK\r\n\r\n" + _server_frame(protocol.OP_BINARY, b"result")
+        _feed(websocket, head, 1, random.Random(5))  # noqa: S311
+        await websocket.first_message
+        sink = _Sink()
+        websocket.attach(sink)  # type: ignore[arg-type]
+        _feed(websocket, _server_frame(protocol.OP_BINARY, b"a"), 1, random.Random(6))  # noqa: S311
+        sink.transport.closed = True  # the client hung up
+        _feed(websocket, _server_frame(protocol.OP_BINARY, b"b" * 5000), 3, random.Random(7))  # noqa: S311
+        return bytes(sink.transport.written), _unmask_client_frames(bytes(transport.written))
+
+    written, frames = asyncio.run(run())
+    assert written == b"a"
+    assert frames == [(protocol.OP_CLOSE, struct.pack("!H", 1000))]
+
+
 def test_ping_is_answered_and_a_close_code_is_reported() -> None:
     async def run() -> tuple[int | None, list[tuple[int, bytes]]]:
         websocket = protocol._WebSocket("key")

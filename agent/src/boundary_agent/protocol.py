@@ -223,6 +223,8 @@ class _WebSocket(asyncio.BufferedProtocol):
         return self._view[self._end :]
 
     def buffer_updated(self, nbytes: int) -> None:
+        if self.transport is not None and self.transport.is_closing():
+            return  # we have closed: whatever still comes is not for anyone
         self._end += nbytes
         try:
             self._process()
@@ -389,11 +391,16 @@ class _WebSocket(asyncio.BufferedProtocol):
 
     def _deliver(self) -> None:
         """Hand on what is here of the current data frame's payload."""
+        sink = self._sink
+        if sink is not None and sink.transport.is_closing():
+            # The client is gone: nothing more to hand on (asyncio would log every write).
+            self._start, self._payload_left = self._end, 0
+            self._fail(CLOSE_NORMAL, "the client went away")
+            return
         take = min(self._payload_left, self._end - self._start)
         chunk = self._view[self._start : self._start + take]
         self._start += take
         self._payload_left -= take
-        sink = self._sink
         if sink is not None:
             sink.transport.write(chunk)
             waiting = sink.transport.get_write_buffer_size()
