@@ -143,16 +143,22 @@ def test_frames_split_anywhere_reach_the_client_intact(seed: int) -> None:
     assert delivered == expected
 
 
+async def _pumping() -> tuple[protocol._WebSocket, _Transport, _Sink]:
+    """A websocket past its upgrade and handshake result, its pump attached to a client."""
+    websocket = protocol._WebSocket("key")
+    transport = _Transport()
+    websocket.connection_made(transport)
+    head = b"HTTP/1.1 101 OK\r\n\r\n" + _server_frame(protocol.OP_BINARY, b"result")
+    _feed(websocket, head, 1, random.Random(3))  # noqa: S311
+    assert await websocket.first_message == b"result"
+    sink = _Sink()
+    websocket.attach(sink)  # type: ignore[arg-type]
+    return websocket, transport, sink
+
+
 def test_what_waits_for_a_slow_client_is_still_delivered_after_the_worker_hangs_up() -> None:
     async def run() -> tuple[bool, bool, bytes, bytes]:
-        websocket = protocol._WebSocket("key")
-        transport = _Transport()
-        websocket.connection_made(transport)
-        head = b"HTTP/1.1 101 OK\r\n\r\n" + _server_frame(protocol.OP_BINARY, b"result")
-        _feed(websocket, head, 1, random.Random(3))  # noqa: S311
-        await websocket.first_message
-        sink = _Sink()
-        websocket.attach(sink)  # type: ignore[arg-type]
+        websocket, _, sink = await _pumping()
         sink.transport.buffered = protocol.CLIENT_HIGH_WATER + 1  # the client is slow
         payloads = [os.urandom(40_000) for _ in range(4)]
         stream = b"".join(_server_frame(protocol.OP_BINARY, p) for p in payloads)
@@ -171,14 +177,7 @@ def test_what_waits_for_a_slow_client_is_still_delivered_after_the_worker_hangs_
 
 def test_a_client_gone_closes_the_websocket_instead_of_writing_on() -> None:
     async def run() -> tuple[bytes, list[tuple[int, bytes]]]:
-        websocket = protocol._WebSocket("key")
-        transport = _Transport()
-        websocket.connection_made(transport)
-        head = b"HTTP/1.1 101 OK\r\n\r\n" + _server_frame(protocol.OP_BINARY, b"result")
-        _feed(websocket, head, 1, random.Random(5))  # noqa: S311
-        await websocket.first_message
-        sink = _Sink()
-        websocket.attach(sink)  # type: ignore[arg-type]
+        websocket, transport, sink = await _pumping()
         _feed(websocket, _server_frame(protocol.OP_BINARY, b"a"), 1, random.Random(6))  # noqa: S311
         sink.transport.closed = True  # the client hung up
         _feed(websocket, _server_frame(protocol.OP_BINARY, b"b" * 5000), 3, random.Random(7))  # noqa: S311
