@@ -5,9 +5,12 @@
   the same load. Forwarding cost: agent-forwarded latency minus asking the upstream directly.
 - Proxy: download throughput and first/second connection setup through the agent; baselines:
   `boundary connect` through the same worker to the same backend, and direct loopback.
-- Memory: the agent's RSS idle and after the load.
+- Memory: the agent's RSS idle, after the load, and after each of two bursts of 500
+  concurrent proxied connections has closed (a high-water mark, or a leak).
 
-    uv run python -m bench.agent [--mib 100] [--seconds 10]
+Every timing row is the median of --runs runs on each side, taken turn about, with min and max.
+
+    uv run python -m bench.agent [--mib 100] [--seconds 10] [--runs 3]
 """
 
 from __future__ import annotations
@@ -18,12 +21,13 @@ import functools
 import json
 import os
 import re
-import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -35,16 +39,22 @@ import dns.query
 from bench.api_create import stack
 from bench.operator_workers import percentile
 from bench.profiling import Profiled
-from bench.results import Row, row, write
+from bench.results import RUNS, Row, interleaved, row, spread, write
 from boundary_api import BoundaryClient
 from boundary_devstack.agent_process import LocalAgent, local_agent
 from boundary_devstack.clients import BoundaryCLI
 from boundary_devstack.dnsmasq import dnsmasq_process
-from boundary_devstack.net import free_port
+from boundary_devstack.net import free_port, tcp_open
 from boundary_devstack.process import ManagedProcess
 from boundary_devstack.stack import StackEnv, wait_for
 
 AGENT_HOST, UPSTREAM_HOST = "127.0.0.53", "127.0.0.54"
+LATENCY_QUERIES = 1000
+"""Queries per latency run, one at a time."""
+BURST = 500
+"""Concurrent connections per burst, each its own TLS connection through the worker."""
+BURST_SETTLE_S = 3.0
+"""After a burst, before its RSS is read: the agent closes what the burst left."""
 
 
 def _rss_kib(pid: int | None, field: str = "VmRSS") -> int:
@@ -128,6 +138,11 @@ class RunningAgent:
     upstream_port: int
     baseline_port: int
     rss_idle_kib: int
+    """Started, before any login."""
+    rss_logged_in_kib: int
+    """Logged in, listening on every alias, before any load."""
+    burst_address: str
+    burst_port: int
 
     @property
     def dns_port(self) -> int:
@@ -197,6 +212,8 @@ def running_agent(
         servers={"upstream.test": f"{UPSTREAM_HOST}#{upstream_port}"},
         cache_size=0,
     )
+    burst_alias = f"burst.{tag}.test"
+    backend = _ShortAnswers()
     local = local_agent(work / "agent", AGENT_HOST, upstream=f"{UPSTREAM_HOST}:{upstream_port}")
     agent = local.process
     if profiled is not None:
@@ -209,12 +226,12 @@ def running_agent(
                 values["BOUNDARY_AUTH_METHOD_ID"], "admin", "password"
             )
             ids = []
-            for name in alias_names:
+            for name, port in [*((n, http_port) for n in alias_names), (burst_alias, backend.port)]:
                 target = await client.targets.create_tcp(
                     values["BOUNDARY_PROJECT_ID"],
                     name,
                     address="127.0.0.1",
-                    default_port=http_port,
+                    default_port=port,
                     aliases=[name],
                 )
                 ids.append(target.id)
@@ -233,21 +250,15 @@ def running_agent(
 
     target_ids = asyncio.run(make_targets())
     try:
-        with _processes(http, upstream, baseline, agent):
+        with _processes(http, upstream, baseline, agent), backend:
             agent.wait_healthy(local.state_file.exists, 30)
+            time.sleep(1)  # settled: the control API and DNS are up
             rss_idle_kib = _rss_kib(agent.pid)
             local.login_as_admin(env)
-
-            def resolved() -> bool:
-                answer = dns.query.udp(
-                    dns.message.make_query(alias_names[-1], "A"),
-                    AGENT_HOST,
-                    port=local.dns_port,
-                    timeout=2,
-                )
-                return bool(answer.answer)
-
-            assert wait_for(resolved, timeout=30)
+            assert wait_for(lambda: bool(_resolve(local.dns_port, burst_alias)), timeout=30)
+            burst_address = _resolve(local.dns_port, burst_alias)
+            assert wait_for(functools.partial(_listening, backend.port, burst_address), timeout=30)
+            time.sleep(1)
             yield RunningAgent(
                 local,
                 work,
@@ -258,119 +269,201 @@ def running_agent(
                 upstream_port,
                 baseline_port,
                 rss_idle_kib,
+                _rss_kib(agent.pid),
+                burst_address,
+                backend.port,
             )
     finally:
         asyncio.run(cleanup(target_ids))
         (work / "www" / "blob").unlink()  # the logs stay, for a failed run
 
 
-def measure(env: StackEnv, mib: int, seconds: int) -> tuple[list[Row], dict[str, float]]:
-    result: dict[str, float] = {}
+def measure(
+    env: StackEnv, mib: int, seconds: int, runs: int = RUNS
+) -> tuple[list[Row], dict[str, object]]:
+    result: dict[str, object] = {}
     rows: list[Row] = []
     with running_agent(env, mib) as running:
-        agent, agent_port, work = running.local.process, running.dns_port, running.work
-        alias_names, forward_names = running.alias_names, running.forward_names
-        baseline_port, upstream_port = running.baseline_port, running.upstream_port
+        agent = running.local.process
         result["agent_rss_idle_mib"] = running.rss_idle_kib / 1024
-        # DNS
-        for kind, names in (("alias answers", alias_names), ("forwarded", forward_names)):
-            ours = [_dnsperf(AGENT_HOST, agent_port, names, seconds, work)]
-            theirs = [_dnsperf(UPSTREAM_HOST, baseline_port, names, seconds, work)]
+        result["agent_rss_logged_in_mib"] = running.rss_logged_in_kib / 1024
+        rows += _dns_rows(running, seconds, runs, result)
+        rows += _proxy_rows(env, running, mib, runs, result)
+        result["agent_rss_after_downloads_mib"] = _rss_kib(agent.pid) / 1024
+        rows += _burst_rows(running, result)
+        result["agent_rss_peak_mib"] = _rss_kib(agent.pid, "VmHWM") / 1024
+    return rows, result
+
+
+def _dns_rows(
+    running: RunningAgent, seconds: int, runs: int, result: dict[str, object]
+) -> list[Row]:
+    """qps under dnsperf and p50/p99 one query at a time, alias answers and forwarded names,
+    the agent against dnsmasq; and the forwarding cost, the agent against its upstream asked
+    directly."""
+    rows = []
+    ours_at, theirs_at = (AGENT_HOST, running.dns_port), (UPSTREAM_HOST, running.baseline_port)
+    for kind, names in (
+        ("alias answers", running.alias_names),
+        ("forwarded", running.forward_names),
+    ):
+        ours, theirs = interleaved(
+            runs,
+            functools.partial(_dnsperf, *ours_at, names, seconds, running.work),
+            functools.partial(_dnsperf, *theirs_at, names, seconds, running.work),
+        )
+        rows.append(
+            row(
+                "agent DNS",
+                f"{kind}, dnsperf 8 clients",
+                "qps",
+                ours,
+                "dnsmasq (same names, same load)",
+                theirs,
+            )
+        )
+        lat_ours, lat_theirs = interleaved(
+            runs,
+            functools.partial(_latencies, *ours_at, names, LATENCY_QUERIES),
+            functools.partial(_latencies, *theirs_at, names, LATENCY_QUERIES),
+        )
+        for pct in (0.5, 0.99):
             rows.append(
                 row(
                     "agent DNS",
-                    f"{kind}, dnsperf 8 clients",
-                    "qps",
-                    ours,
-                    "dnsmasq (same names, same load)",
-                    theirs,
+                    f"{kind}, p{int(pct * 100)} latency",
+                    "ms",
+                    [percentile(s, pct) for s in lat_ours],
+                    "dnsmasq",
+                    [percentile(s, pct) for s in lat_theirs],
+                    higher_is_better=False,
                 )
             )
-            lat_ours = _latencies(AGENT_HOST, agent_port, names, 2000)
-            lat_theirs = _latencies(UPSTREAM_HOST, baseline_port, names, 2000)
-            for pct in (0.5, 0.99):
-                rows.append(
-                    row(
-                        "agent DNS",
-                        f"{kind}, p{int(pct * 100)} latency",
-                        "ms",
-                        [percentile(lat_ours, pct)],
-                        "dnsmasq",
-                        [percentile(lat_theirs, pct)],
-                        higher_is_better=False,
-                    )
-                )
-        direct = _latencies(UPSTREAM_HOST, upstream_port, forward_names, 2000)
-        via_agent = _latencies(AGENT_HOST, agent_port, forward_names, 2000)
-        result["forwarding_cost_p50_ms"] = statistics.median(via_agent) - statistics.median(direct)
-        # Proxy. First connection: curl's time to first byte covers authorize-session, TLS,
-        # the websocket and handshake, and the backend's first byte.
-        _, agent_first_setup = running.alias_download()
-        agent_speed, agent_ttfb = running.alias_download()
-        result["agent_rss_after_load_mib"] = _rss_kib(agent.pid) / 1024
-        result["agent_rss_peak_mib"] = _rss_kib(agent.pid, "VmHWM") / 1024
-        direct_speed, direct_ttfb = _download(f"http://127.0.0.1:{running.http_port}/blob")
-        cli = BoundaryCLI(env)
-        cli.login()
-        connect_setup, connect_speed, connect_ttfb, failures = _boundary_connect(
-            cli, running.target_ids[0], work
+    # The forwarding cost: what asking the agent adds to asking its upstream directly.
+    via_agent, direct = interleaved(
+        runs,
+        lambda: _latencies(*ours_at, running.forward_names, LATENCY_QUERIES),
+        lambda: _latencies(
+            UPSTREAM_HOST, running.upstream_port, running.forward_names, LATENCY_QUERIES
+        ),
+    )
+    rows.append(
+        row(
+            "agent DNS",
+            "forwarded, p50 latency",
+            "ms",
+            [percentile(s, 0.5) for s in via_agent],
+            "its upstream dnsmasq asked directly",
+            [percentile(s, 0.5) for s in direct],
+            higher_is_better=False,
         )
-        result["boundary_connect_failed_attempts"] = float(failures)
-        rows += [
-            row(
-                "agent proxy",
-                f"throughput, {mib} MiB download",
-                "MiB/s",
-                [agent_speed],
-                "boundary connect (same worker, same backend)",
-                [connect_speed],
-            ),
-            row(
-                "agent proxy",
-                f"throughput, {mib} MiB download",
-                "MiB/s",
-                [agent_speed],
-                "direct loopback",
-                [direct_speed],
-            ),
-            row(
-                "agent proxy",
-                "first connection setup (authorize + connect + first byte)",
-                "s",
-                [agent_first_setup],
-                "boundary connect (process start to first byte)",
-                [connect_setup],
-                higher_is_better=False,
-            ),
-            row(
-                "agent proxy",
-                "second connection, time to first byte",
-                "s",
-                [agent_ttfb],
-                "boundary connect",
-                [connect_ttfb],
-                higher_is_better=False,
-            ),
-            row(
-                "agent proxy",
-                "second connection, time to first byte",
-                "s",
-                [agent_ttfb],
-                "direct loopback",
-                [direct_ttfb],
-                higher_is_better=False,
-            ),
-            row(
-                "agent memory",
-                "RSS after load",
-                "MiB",
-                [result["agent_rss_after_load_mib"]],
-                "agent idle",
-                [result["agent_rss_idle_mib"]],
-                higher_is_better=False,
-            ),
-        ]
-    return rows, result
+    )
+    result["forwarding_added_p50_ms"] = spread(
+        [percentile(a, 0.5) - percentile(d, 0.5) for a, d in zip(via_agent, direct, strict=True)]
+    )
+    return rows
+
+
+def _proxy_rows(
+    env: StackEnv, running: RunningAgent, mib: int, runs: int, result: dict[str, object]
+) -> list[Row]:
+    """Download throughput, first-connection setup and second-connection time to first byte:
+    the agent (a fresh session each run: pause and resume drop it) against `boundary connect`
+    (a fresh process each run) and against the backend asked directly."""
+    cli = BoundaryCLI(env)
+    cli.login()
+    connect_failures = 0
+
+    def agent_run() -> tuple[float, float, float]:
+        running.local.cli("pause")
+        running.local.cli("resume")
+        _, first_setup = running.alias_download()
+        speed, ttfb = running.alias_download()
+        return first_setup, speed, ttfb
+
+    def connect_run() -> tuple[float, float, float]:
+        nonlocal connect_failures
+        setup, speed, ttfb, failures = _boundary_connect(cli, running.target_ids[0], running.work)
+        connect_failures += failures
+        return setup, speed, ttfb
+
+    def direct_run() -> tuple[float, float, float]:
+        speed, ttfb = _download(f"http://127.0.0.1:{running.http_port}/blob")
+        return float("nan"), speed, ttfb
+
+    ours: list[tuple[float, float, float]] = []
+    connect: list[tuple[float, float, float]] = []
+    direct: list[tuple[float, float, float]] = []
+    for _ in range(runs):
+        ours.append(agent_run())
+        connect.append(connect_run())
+        direct.append(direct_run())
+    result["boundary_connect_failed_attempts"] = connect_failures
+    connect_name = "boundary connect (same worker, same backend)"
+    metrics = [
+        (f"throughput, {mib} MiB download", "MiB/s", 1, [connect_name, "direct loopback"]),
+        ("first connection setup (authorize + connect + first byte)", "s", 0, [connect_name]),
+        ("second connection, time to first byte", "s", 2, [connect_name, "direct loopback"]),
+    ]
+    baselines = {connect_name: connect, "direct loopback": direct}
+    return [
+        row(
+            "agent proxy",
+            metric,
+            unit,
+            [sample[index] for sample in ours],
+            baseline,
+            [sample[index] for sample in baselines[baseline]],
+            higher_is_better=unit == "MiB/s",
+        )
+        for metric, unit, index, names in metrics
+        for baseline in names
+    ]
+
+
+def _burst_rows(running: RunningAgent, result: dict[str, object]) -> list[Row]:
+    """The agent's RSS idle, and after each of two bursts of BURST concurrent proxied
+    connections (each its own TLS connection to the worker) has closed: the same figure after
+    the second burst as after the first is a high-water mark; more again would be a leak."""
+    agent = running.local.process
+    settled = []
+    for burst in (1, 2):
+        outcomes = _burst(running.burst_address, running.burst_port, BURST)
+        if outcomes != {"ok": BURST}:
+            raise RuntimeError(f"burst {burst} of {BURST} connections: {outcomes}")
+        time.sleep(BURST_SETTLE_S)
+        settled.append(_rss_kib(agent.pid) / 1024)
+        result[f"agent_rss_after_burst_{burst}_mib"] = settled[-1]
+    idle = [running.rss_idle_kib / 1024]
+    return [
+        row(
+            "agent memory",
+            "RSS idle",
+            "MiB",
+            idle,
+            "the goal (issue 16)",
+            [50.0],
+            higher_is_better=False,
+        ),
+        row(
+            "agent memory",
+            f"RSS after a burst of {BURST} TLS connections has closed",
+            "MiB",
+            [settled[0]],
+            "agent idle",
+            idle,
+            higher_is_better=False,
+        ),
+        row(
+            "agent memory",
+            f"RSS after a second burst of {BURST}",
+            "MiB",
+            [settled[1]],
+            "after the first burst",
+            [settled[0]],
+            higher_is_better=False,
+        ),
+    ]
 
 
 def _boundary_connect(
@@ -412,19 +505,84 @@ def _boundary_connect(
     raise RuntimeError(f"boundary connect failed {attempts} times; see {work}/connect-*.log")
 
 
-def _listening(port: int) -> bool:
-    from boundary_devstack.net import tcp_open
+def _listening(port: int, host: str = "127.0.0.1") -> bool:
+    return tcp_open(host, port)
 
-    return tcp_open("127.0.0.1", port)
+
+def _resolve(dns_port: int, name: str) -> str:
+    """The agent's first A record for name ("" when none)."""
+    answer = dns.query.udp(dns.message.make_query(name, "A"), AGENT_HOST, port=dns_port, timeout=2)
+    return answer.answer[0][0].to_text() if answer.answer else ""
+
+
+class _ShortAnswers:
+    """A loopback backend on its own event loop thread, for the bursts: each connection gets
+    one line, answers 1 KiB and is closed. Listens with a backlog the burst cannot overflow."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.server = asyncio.run_coroutine_threadsafe(
+            asyncio.start_server(self._serve, "127.0.0.1", 0, backlog=4096), self.loop
+        ).result(10)
+        self.port: int = self.server.sockets[0].getsockname()[1]
+
+    @staticmethod
+    async def _serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await reader.readline()
+            writer.write(b"x" * 1023 + b"\n")
+            await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    def __enter__(self) -> _ShortAnswers:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        async def close() -> None:
+            self.server.close()
+
+        asyncio.run_coroutine_threadsafe(close(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+
+def _burst(address: str, port: int, count: int) -> Counter[str]:
+    """`count` connections through the agent at once, each asking for and reading its 1 KiB;
+    how each ended."""
+
+    async def one() -> str:
+        try:
+            reader, writer = await asyncio.wait_for(asyncio.open_connection(address, port), 60)
+        except (OSError, TimeoutError) as exc:
+            return f"connect: {type(exc).__name__}"
+        try:
+            writer.write(b"hello\n")
+            data = await asyncio.wait_for(reader.read(), 120)
+            return "ok" if len(data) == 1024 else f"{len(data)} bytes"
+        except (OSError, TimeoutError) as exc:
+            return type(exc).__name__
+        finally:
+            writer.close()
+
+    async def all_of_them() -> list[str]:
+        return await asyncio.gather(*(one() for _ in range(count)))
+
+    return Counter(asyncio.run(all_of_them()))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--mib", type=int, default=100)
     parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--runs", type=int, default=RUNS)
     args = parser.parse_args()
     with stack() as env:
-        rows, extra = measure(env, args.mib, args.seconds)
+        rows, extra = measure(env, args.mib, args.seconds, args.runs)
     out = Path(__file__).resolve().parent / "results"
     write(rows, out, "agent")
     (out / "agent.extra.json").write_text(json.dumps(extra, indent=2) + "\n")

@@ -36,8 +36,8 @@ def _number(value: object) -> float:
     return float(value) if isinstance(value, int | float | str) else float("nan")
 
 
-def _runs(r: Mapping[str, object]) -> list[float]:
-    runs = r.get("runs")
+def _runs(r: Mapping[str, object], key: str = "runs") -> list[float]:
+    runs = r.get(key)
     return [float(v) for v in runs if isinstance(v, int | float)] if isinstance(runs, list) else []
 
 
@@ -75,17 +75,24 @@ def _draw_metric(axes: Axes, metric: str, unit: str, rows: list[Mapping[str, obj
     bars[0].set_label("this project")
     for bar, r in zip(bars[1:], rows, strict=True):
         bar.set_label(f"baseline: {r['baseline']}")
-    if len(runs) > 1:
-        axes.errorbar(
-            [0],
-            [ours],
-            yerr=[[ours - min(runs)], [max(runs) - ours]],
-            fmt="none",
-            ecolor="black",
-            capsize=5,
-            label=f"min/max over {len(runs)} runs",
-        )
-    top = max([v for v in [*values, *runs] if not math.isnan(v)], default=1.0) or 1.0
+    spreads = [(0, ours, runs)] + [
+        (i + 1, _number(r["baseline_value"]), _runs(r, "baseline_runs")) for i, r in enumerate(rows)
+    ]
+    labelled = False
+    for position, median, values_run in spreads:
+        if len(values_run) > 1 and not math.isnan(median):
+            axes.errorbar(
+                [position],
+                [median],
+                yerr=[[median - min(values_run)], [max(values_run) - median]],
+                fmt="none",
+                ecolor="black",
+                capsize=5,
+                label=None if labelled else f"min/max over {len(values_run)} runs",
+            )
+            labelled = True
+    every_run = [v for _, _, values_run in spreads for v in values_run]
+    top = max([v for v in [*values, *every_run] if not math.isnan(v)], default=1.0) or 1.0
     for position, value in zip(positions, values, strict=True):
         axes.annotate(
             _label(value),

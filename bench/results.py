@@ -1,12 +1,23 @@
 """Benchmark result rows, written as Markdown and JSON. A row always names its baseline: the
-same work done by a reference tool in the same run on the same machine."""
+same work done by a reference tool in the same run on the same machine.
+
+Every timing row is the median of several runs, for this project and for its baseline alike,
+with min and max printed beside each median. `interleaved()` takes those runs turn about (ours,
+theirs, ours, ...), so that a slow spell of the shared machine falls on both sides."""
 
 from __future__ import annotations
 
 import json
 import statistics
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
+
+RUNS = 3
+"""Runs per timing row, on each side: the median of at least three, with min and max."""
 
 
 @dataclass(frozen=True)
@@ -20,6 +31,8 @@ class Row:
     runs: list[float]
     """This project's value in each run; `value` is their median."""
     higher_is_better: bool = True
+    baseline_runs: list[float] = field(default_factory=list)
+    """The baseline's value in each run; `baseline_value` is their median."""
 
     @property
     def ratio(self) -> float:
@@ -44,22 +57,46 @@ def row(
         value=statistics.median(runs),
         baseline=baseline,
         baseline_value=statistics.median(baseline_runs),
-        runs=runs,
+        runs=list(runs),
         higher_is_better=higher_is_better,
+        baseline_runs=list(baseline_runs),
     )
+
+
+def interleaved(runs: int, *measures: Callable[[], T]) -> list[list[T]]:
+    """Each measure's value in `runs` rounds, the measures taking turns within a round: one
+    list of values per measure, in the order given."""
+    values: list[list[T]] = [[] for _ in measures]
+    for _ in range(runs):
+        for measure, collected in zip(measures, values, strict=True):
+            collected.append(measure())
+    return values
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    """median, min and max of some runs, for figures reported outside the table."""
+    return {
+        "median": statistics.median(values),
+        "min": min(values),
+        "max": max(values),
+        "runs": len(values),
+    }
 
 
 def markdown(rows: list[Row]) -> str:
     lines = [
-        "| family | metric | this project | baseline | baseline value | ratio | runs | min | max |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| family | metric | this project (median) | min | max | baseline | baseline (median) "
+        "| min | max | ratio | runs |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
         better = "higher is better" if r.higher_is_better else "lower is better"
+        theirs = r.baseline_runs or [r.baseline_value]
         lines.append(
-            f"| {r.family} | {r.metric} ({r.unit}, {better}) | {r.value:.4g} | {r.baseline} | "
-            f"{r.baseline_value:.4g} | {r.ratio:.2f} | {len(r.runs)} | {min(r.runs):.4g} | "
-            f"{max(r.runs):.4g} |"
+            f"| {r.family} | {r.metric} ({r.unit}, {better}) | {r.value:.4g} | "
+            f"{min(r.runs):.4g} | {max(r.runs):.4g} | {r.baseline} | {r.baseline_value:.4g} | "
+            f"{min(theirs):.4g} | {max(theirs):.4g} | {r.ratio:.2f} | "
+            f"{len(r.runs)}/{len(theirs)} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -4,6 +4,7 @@ address allocation and DNS answers (with an in-memory lookup, no network)."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import dns.message
 import dns.rdatatype
@@ -11,7 +12,9 @@ import pytest
 
 from boundary_agent.addresses import AddressPool
 from boundary_agent.config import AgentConfig, ConfigError, parse_config
+from boundary_agent.daemon import Agent
 from boundary_agent.dns import LocalAddresses, Resolver
+from boundary_agent.dnswire import parse_simple_query
 from boundary_agent.peers import _hex_endpoint
 from boundary_agent.protocol import (
     COMMAND_CANCEL,
@@ -20,6 +23,8 @@ from boundary_agent.protocol import (
     new_tofu_token,
 )
 from boundary_agent.resolver import resolvectl_server
+from boundary_agent.users import User
+from boundary_api import Alias
 from boundary_api.authdata import encode_varint, iter_fields
 
 
@@ -187,3 +192,32 @@ def test_garbage_gets_formerr_or_nothing() -> None:
     assert reply is not None
     assert reply[:2] == b"\x12\x34"
     assert reply[3] & 0x0F == 1  # FORMERR
+
+
+def test_cached_alias_answers_end_with_pause_and_come_back_with_resume(tmp_path: Path) -> None:
+    """The fast path answers aliases from cached wire: pausing must reach it at once."""
+    config = parse_config(
+        f'state_file = "{tmp_path}/state.json"\nv4_prefix = "127.77.0.0/16"\n'
+        'override_upstream_dns_servers = ["127.0.0.1:9"]\n'
+    )
+    agent = Agent(config)
+    user = User(1, "", None, "at_1", "u_1", None)  # type: ignore[arg-type] # no client needed
+    user.aliases = {"db.test": Alias(id="alt_1", value="db.test", destination_id="ttcp_1")}
+    agent.users.by_uid[1] = user
+    address = agent.listeners.pool.addresses("db.test").addresses[0]
+    agent.listeners._ready.add("db.test")  # as once its listener is up
+    wire = dns.message.make_query("db.test", "A").to_wire()
+    simple = parse_simple_query(wire)
+    assert simple is not None
+
+    def answered() -> list[str]:
+        answer = agent.resolver.alias_answer(wire, simple)
+        reply = dns.message.from_wire(answer) if answer is not None else None
+        return [r.to_text() for rrset in reply.answer for r in rrset] if reply else []
+
+    assert answered() == [address]
+    assert answered() == [address]  # now from the cache
+    agent.pause()
+    assert answered() == []  # not ours while paused: the query goes upstream
+    agent.resume()
+    assert answered() == [address]

@@ -15,6 +15,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from boundary_agent import memory
 from boundary_agent.config import AgentConfig, ConfigError, join_host_port, load_config
 from boundary_agent.daemon import Agent
 from boundary_agent.dns import DNSListenError
@@ -75,6 +76,7 @@ async def _run(config_path: Path | None) -> int:
         loop.add_signal_handler(signum, stop.set)
     loop.add_signal_handler(signal.SIGHUP, lambda: _reload(agent, config_path))
     bound = await agent.start()
+    memory.release()  # what start-up needed only while starting
     try:
         integration.install(bound)
         log.info(

@@ -73,6 +73,7 @@ class Agent:
 
     def pause(self, reason: str = "paused by request") -> None:
         self.paused, self.pause_reason = True, reason
+        self.resolver.forget_answers()
         self.sessions.drop(lambda s: True)
         self.write_state()
 
@@ -101,6 +102,7 @@ class Agent:
 
     def resume(self) -> None:
         self.paused, self.pause_reason = False, ""
+        self.resolver.forget_answers()
         self.health.controller_answered()
         self.write_state()
 
@@ -112,6 +114,7 @@ class Agent:
         previous = self.users.get(uid)
         before = previous.identity if previous else None
         user = await self.users.login(uid, boundary_addr or self.config.boundary_addr, token)
+        self.resolver.forget_answers()
         if before is not None and before != user.identity:
             self.sessions.drop(lambda s: s.uid == uid)
         await self.refresh_user(user)
@@ -119,11 +122,17 @@ class Agent:
         return user
 
     async def refresh_user(self, user: User) -> None:
+        """The user's aliases from the controller. The DNS answers cached from the old ones are
+        forgotten when the aliases (or the user) go."""
+        before = user.aliases
         outcome = await self.users.refresh(user)
         if outcome is Refresh.LOGGED_OUT:
+            self.resolver.forget_answers()
             self.sessions.drop(lambda s: s.uid == user.uid)
             self.write_state()
         elif outcome is Refresh.UPDATED:
+            if user.aliases != before:
+                self.resolver.forget_answers()
             for alias in user.aliases.values():
                 await self._ensure_listener(user, alias)
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
+import ipaddress
 import logging
 import os
 import socket
@@ -14,21 +16,30 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import dns.flags
-import dns.message
-import dns.rcode
-import dns.rdata
-import dns.rdataclass
-import dns.rdatatype
-import dns.rrset
-
+from boundary_agent import dnswire
 from boundary_agent.config import join_host_port
+
+if TYPE_CHECKING:  # dnspython is loaded on first use: most queries never need it
+    import dns.message
+    import dns.rrset
 
 log = logging.getLogger("boundary_agent.dns")
 ALIAS_TTL = 5
 """Short, so pausing the agent takes effect quickly in clients' caches."""
 MAX_UDP = 65535
+READ_BATCH = 64
+"""Datagrams read per wake-up of a DNS socket, at most: then the loop's other work gets a turn."""
+ANSWER_CACHE_LIMIT = 4096
+"""Alias answers kept as wire, by name and type: aliases x 3 types, bounded all the same."""
+POOL_SOCKETS = 8
+"""Upstream UDP sockets per address family, each on its own random port."""
+SWEEP_INTERVAL = 0.05
+"""How often queries waiting upstream are checked for their timeout."""
+ROTATE_AFTER = 256
+"""Queries a pool socket sends before a socket on a fresh random port takes its place (as
+dnsmasq keeps moving its source ports): an off-path forger must guess the port and the id."""
 
 
 class DNSListenError(Exception):
@@ -41,14 +52,14 @@ class LocalAddresses:
 
     addresses: tuple[str, ...]
 
-    def of_type(self, rdtype: dns.rdatatype.RdataType) -> list[str]:
+    def of_type(self, rdtype: int) -> list[str]:
         """The addresses a query of this type is answered with (empty: no data, never a
         forward)."""
-        want_v6 = rdtype == dns.rdatatype.AAAA
-        if rdtype == dns.rdatatype.ANY:
+        if rdtype == dnswire.TYPE_ANY:
             return list(self.addresses)
-        if rdtype not in (dns.rdatatype.A, dns.rdatatype.AAAA):
+        if rdtype not in (dnswire.TYPE_A, dnswire.TYPE_AAAA):
             return []
+        want_v6 = rdtype == dnswire.TYPE_AAAA
         return [a for a in self.addresses if (":" in a) == want_v6]
 
 
@@ -60,44 +71,326 @@ class Resolver:
     timeout: float = 10.0
     forwarded: int = field(default=0, init=False)
     answered: int = field(default=0, init=False)
+    _answers: dict[bytes, tuple[int, bytes]] = field(default_factory=dict, init=False)
+    _pool: UpstreamPool | None = field(default=None, init=False)
+
+    def forget_answers(self) -> None:
+        """Drop the cached alias answers: the agent's aliases, users or pause state changed."""
+        self._answers.clear()
+
+    def pool(self) -> UpstreamPool:
+        loop = asyncio.get_running_loop()
+        if self._pool is None or self._pool.loop is not loop:
+            self._pool = UpstreamPool(self, loop)
+        return self._pool
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+
+    def alias_answer(self, wire: bytes, query: dnswire.SimpleQuery) -> bytes | None:
+        """The answer to a simple query for an alias, from cached wire; None: not an alias."""
+        records = self._answers.get(query.key)
+        if records is None:
+            name = dnswire.alias_name(query)
+            addresses = self.lookup(name) if name is not None else None
+            if addresses is None:
+                return None
+            records = dnswire.address_records(addresses.of_type(query.qtype), ALIAS_TTL)
+            if len(self._answers) < ANSWER_CACHE_LIMIT:
+                self._answers[query.key] = records
+        self.answered += 1
+        return dnswire.response(wire, query, records, flags=dnswire.AA)
+
+    def forward_simple(
+        self, wire: bytes, query: dnswire.SimpleQuery, reply: Callable[[bytes], None]
+    ) -> None:
+        """Forward a simple query over UDP; reply() gets the upstream's answer or SERVFAIL."""
+        self.forwarded += 1
+        question = wire[12 : query.question_end]
+
+        def done(answer: bytes | None) -> None:
+            reply(answer if answer is not None else dnswire.servfail(wire, query))
+
+        self.pool().send(wire, functools.partial(dnswire.answers_question, question=question), done)
+
+    def respond(self, wire: bytes, reply: Callable[[bytes], None]) -> None:
+        """Answer a query that came over UDP: reply() gets the answer, now or once an upstream
+        has answered, or is never called (nothing to answer). Nothing waits in a task, and a
+        query forwarded holds only its wire while it waits."""
+        simple = dnswire.parse_simple_query(wire)
+        if simple is not None:
+            answer = self.alias_answer(wire, simple)
+            if answer is None:
+                self.forward_simple(wire, simple, reply)
+            else:
+                reply(answer)
+            return
+        answer, forward = self._answer_or_forward(wire)
+        if answer is not None:
+            reply(answer)
+        elif forward:
+            self.forwarded += 1
+
+            def done(upstream_answer: bytes | None) -> None:
+                reply(upstream_answer if upstream_answer is not None else _servfail(wire))
+
+            self.pool().send(wire, functools.partial(_answers_query_wire, wire), done)
 
     async def handle(self, wire: bytes, via_tcp: bool) -> bytes | None:
+        """The answer to a query (None: nothing to answer), over either transport."""
+        simple = dnswire.parse_simple_query(wire)
+        if simple is not None and (answer := self.alias_answer(wire, simple)) is not None:
+            return answer
+        answer, forward = self._answer_or_forward(wire)
+        if not forward:
+            return answer
+        self.forwarded += 1
+        upstream_answer = await (self._forward_tcp(wire) if via_tcp else self._forward_udp(wire))
+        return upstream_answer if upstream_answer is not None else _servfail(wire)
+
+    def _answer_or_forward(self, wire: bytes) -> tuple[bytes | None, bool]:
+        """What dnspython makes of a query the fast path did not take: (an answer of ours, or
+        None; whether to forward it)."""
+        import dns.flags
+
         try:
             query = _from_wire(wire)
         except Exception:
-            return _formerr(wire)
+            return _formerr(wire), False
         if query.flags & dns.flags.QR:
-            return None  # a response, not a query: dropped, never answered nor forwarded
+            return None, False  # a response, not a query: dropped, never answered nor forwarded
         if len(query.question) == 1:
             question = query.question[0]
             name = question.name.to_text(omit_final_dot=True).lower()
             addresses = self.lookup(name)
             if addresses is not None:
                 self.answered += 1
-                return _alias_answer(query, question, addresses).to_wire()
-        self.forwarded += 1
-        return await self.forward(wire, via_tcp, query)
+                return _alias_answer(query, question, addresses).to_wire(), False
+        return None, True
 
-    async def forward(self, wire: bytes, via_tcp: bool, query: dns.message.Message) -> bytes:
+    async def _forward_udp(self, wire: bytes) -> bytes | None:
+        future: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
+
+        def done(answer: bytes | None) -> None:
+            if not future.done():
+                future.set_result(answer)
+
+        self.pool().send(wire, functools.partial(_answers_query_wire, wire), done)
+        return await future
+
+    async def _forward_tcp(self, wire: bytes) -> bytes | None:
         for host, port in self.upstreams:
             try:
-                if via_tcp:
-                    answer = await _tcp_exchange(wire, host, port, self.timeout)
-                else:
-                    answer = await _udp_exchange(wire, host, port, self.timeout)
+                answer = await _tcp_exchange(wire, host, port, self.timeout)
             except (OSError, TimeoutError, asyncio.IncompleteReadError) as exc:
                 log.debug("upstream %s:%d failed: %s", host, port, exc)
                 continue
             if answer[:2] != wire[:2]:  # a mismatched id: not our answer
                 log.debug("upstream %s:%d answered another id", host, port)
                 continue
-            if not _answers(query, answer):
+            if not _answers_query_wire(wire, answer):
                 log.debug("upstream %s:%d sent a malformed answer", host, port)
                 continue
             return answer
-        response = dns.message.make_response(query)
-        response.set_rcode(dns.rcode.SERVFAIL)
-        return response.to_wire()
+        return None
+
+
+@dataclass(slots=True, eq=False)
+class _Pending:
+    """A query on its way upstream: sent as `wire` with the id `qid` on `socket`."""
+
+    wire: bytes
+    accept: Callable[[bytes], bool]
+    done: Callable[[bytes | None], None]
+    index: int = 0
+    """Which upstream it is at."""
+    upstream: tuple[str, int] = ("", 0)
+    socket: _PoolSocket | None = None
+    qid: int = 0
+    deadline: float = 0.0
+
+
+class _RandomNumbers:
+    """Unpredictable 16-bit numbers from the system's CSPRNG, fetched 2,048 at a time (one
+    getrandom call, not one per query)."""
+
+    def __init__(self) -> None:
+        self._numbers: list[int] = []
+
+    def next(self) -> int:
+        if not self._numbers:
+            self._numbers = list(memoryview(os.urandom(4096)).cast("H"))
+        return self._numbers.pop()
+
+
+class _PoolSocket:
+    """One upstream UDP socket on a random port, read straight from the selector; its answers
+    are matched by id (and by source address) against the queries it sent."""
+
+    def __init__(self, pool: UpstreamPool, family: socket.AddressFamily) -> None:
+        self.pool = pool
+        self.sock = socket.socket(family, socket.SOCK_DGRAM)
+        self.sock.setblocking(False)
+        self.sock.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", 0))  # noqa: S104
+        self.pending: dict[int, _Pending] = {}
+        self.sent = 0
+        self.retired = False
+        pool.loop.add_reader(self.sock.fileno(), self._readable)
+
+    def new_id(self) -> int:
+        while True:
+            qid = self.pool.random.next()
+            if qid not in self.pending:
+                return qid
+
+    def _readable(self) -> None:
+        buffer, view = self.pool.buffer, self.pool.view
+        for _ in range(READ_BATCH):
+            if self.closed:
+                return
+            try:
+                size, addr = self.sock.recvfrom_into(buffer)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # an ICMP error queued on the socket: read on
+                log.debug("upstream socket: %s", exc)
+                continue
+            if size < 12:
+                continue
+            pending = self.pending.get(buffer[0] << 8 | buffer[1])
+            if pending is None or (addr[0], addr[1]) != pending.upstream:
+                continue  # late, or not from where it was sent: not an answer to us
+            self.pool.answered(pending, bytes(view[2:size]))
+
+    @property
+    def closed(self) -> bool:
+        return self.sock.fileno() < 0
+
+    def close_when_idle(self) -> None:
+        """A retired socket closes once nothing it sent is waiting any more."""
+        if self.retired and not self.pending and not self.closed:
+            self.pool.loop.remove_reader(self.sock.fileno())
+            self.sock.close()
+
+
+class UpstreamPool:
+    """Forwards UDP queries through a few sockets on random ports (rotated), with a pending
+    table by id: each query leaves with a fresh random id, and its answer must come back from
+    the upstream it went to with that id, and pass the caller's check, or the next upstream is
+    tried; after the last, the caller gets None. Timeouts are found by a sweep every
+    SWEEP_INTERVAL over the queries in the order they were sent, not by a timer each."""
+
+    def __init__(self, resolver: Resolver, loop: asyncio.AbstractEventLoop) -> None:
+        self.resolver = resolver
+        self.loop = loop
+        self.sockets: dict[socket.AddressFamily, list[_PoolSocket]] = {}
+        self.random = _RandomNumbers()
+        self.buffer = bytearray(MAX_UDP)
+        self.view = memoryview(self.buffer)
+        self._normal: dict[str, str] = {}
+        self._waiting: dict[_Pending, None] = {}
+        """Every query waiting for an answer, oldest first (deadlines grow as they are sent)."""
+        self._sweep: asyncio.TimerHandle | None = None
+
+    def prepare(self) -> None:
+        """Open the sockets for every upstream's family now, not on the first query."""
+        for host, _ in self.resolver.upstreams:
+            with contextlib.suppress(OSError):  # no such family here: found out per query
+                self._socket_for(host)
+
+    def _socket_for(self, host: str) -> _PoolSocket:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sockets = self.sockets.get(family)
+        if sockets is None:
+            sockets = self.sockets[family] = [
+                _PoolSocket(self, family) for _ in range(POOL_SOCKETS)
+            ]
+        slot = self.random.next() % len(sockets)
+        chosen = sockets[slot]
+        chosen.sent += 1
+        if chosen.sent >= ROTATE_AFTER:
+            chosen.retired = True
+            sockets[slot] = _PoolSocket(self, family)
+            self.loop.call_soon(chosen.close_when_idle)
+        return chosen
+
+    def _normalized(self, host: str) -> str:
+        """The host as recvfrom() reports a source address."""
+        if host not in self._normal:
+            self._normal[host] = str(ipaddress.ip_address(host))
+        return self._normal[host]
+
+    def send(
+        self, wire: bytes, accept: Callable[[bytes], bool], done: Callable[[bytes | None], None]
+    ) -> None:
+        self._try(_Pending(wire, accept, done), 0)
+
+    def _try(self, pending: _Pending, index: int) -> None:
+        upstreams = self.resolver.upstreams
+        while index < len(upstreams):
+            host, port = upstreams[index]
+            try:
+                sock = self._socket_for(host)
+                qid = sock.new_id()
+                sock.sock.sendto(struct.pack("!H", qid) + pending.wire[2:], (host, port))
+            except OSError as exc:
+                log.debug("upstream %s:%d failed: %s", host, port, exc)
+                index += 1
+                continue
+            pending.index, pending.upstream = index, (self._normalized(host), port)
+            pending.socket, pending.qid = sock, qid
+            pending.deadline = self.loop.time() + self.resolver.timeout
+            sock.pending[qid] = pending
+            self._waiting[pending] = None
+            if self._sweep is None:
+                self._sweep = self.loop.call_later(SWEEP_INTERVAL, self._swept)
+            return
+        pending.done(None)
+
+    def _forget(self, pending: _Pending) -> None:
+        self._waiting.pop(pending, None)
+        sock = pending.socket
+        if sock is not None:
+            sock.pending.pop(pending.qid, None)
+            sock.close_when_idle()
+
+    def answered(self, pending: _Pending, body: bytes) -> None:
+        """An answer (all but its id) from where `pending` went, with its id."""
+        self._forget(pending)
+        answer = pending.wire[:2] + body
+        if pending.accept(answer):
+            pending.done(answer)
+            return
+        log.debug("upstream %s:%d sent a malformed answer", *pending.upstream)
+        self._try(pending, pending.index + 1)
+
+    def _swept(self) -> None:
+        self._sweep = None
+        now = self.loop.time()
+        expired = []
+        for pending in self._waiting:
+            if pending.deadline > now:
+                break
+            expired.append(pending)
+        for pending in expired:
+            self._forget(pending)
+            log.debug("upstream %s:%d did not answer in time", *pending.upstream)
+            self._try(pending, pending.index + 1)
+        if self._waiting and self._sweep is None:
+            self._sweep = self.loop.call_later(SWEEP_INTERVAL, self._swept)
+
+    def close(self) -> None:
+        if self._sweep is not None:
+            self._sweep.cancel()
+        self._waiting.clear()
+        for sockets in self.sockets.values():
+            for sock in sockets:
+                sock.retired = True
+                sock.pending.clear()
+                sock.close_when_idle()
+        self.sockets.clear()
 
 
 RDATA_CACHE_LIMIT = 1024
@@ -107,6 +400,9 @@ def _from_wire(wire: bytes, raise_on_truncation: bool = False) -> dns.message.Me
     """dns.message.from_wire for untrusted packets. dnspython remembers a class for every (class,
     type) pair of records it parses, in a global dict that never shrinks: random pairs would grow
     it (and the agent) without end. Past a bound it is emptied; it refills from loaded modules."""
+    import dns.message
+    import dns.rdata
+
     try:
         return dns.message.from_wire(wire, raise_on_truncation=raise_on_truncation)
     finally:
@@ -117,6 +413,8 @@ def _from_wire(wire: bytes, raise_on_truncation: bool = False) -> dns.message.Me
 def _answers(query: dns.message.Message, wire: bytes) -> bool:
     """Whether an upstream's wire is a well-formed response to query. One with TC set is passed
     on even if cut mid-record (the client retries over TCP) when its question is ours."""
+    import dns.message
+
     try:
         return query.is_response(_from_wire(wire, raise_on_truncation=True))
     except dns.message.Truncated as truncated:
@@ -126,18 +424,38 @@ def _answers(query: dns.message.Message, wire: bytes) -> bool:
         return False
 
 
+def _answers_query_wire(query_wire: bytes, wire: bytes) -> bool:
+    """_answers() for a query kept as its wire (it parsed once already)."""
+    return _answers(_from_wire(query_wire), wire)
+
+
+def _servfail(query_wire: bytes) -> bytes:
+    import dns.message
+    import dns.rcode
+
+    response = dns.message.make_response(_from_wire(query_wire))
+    response.set_rcode(dns.rcode.SERVFAIL)
+    return response.to_wire()
+
+
 def _formerr(wire: bytes) -> bytes | None:
     if len(wire) < 12:
         return None  # not even a header: nothing to answer
     flags = struct.unpack("!H", wire[2:4])[0]
     # QR set, same opcode, FORMERR; no sections.
-    reply_flags = 0x8000 | (flags & 0x7800) | dns.rcode.FORMERR
+    reply_flags = 0x8000 | (flags & 0x7800) | 1
     return wire[:2] + struct.pack("!HHHHH", reply_flags, 0, 0, 0, 0)
 
 
 def _alias_answer(
     query: dns.message.Message, question: dns.rrset.RRset, addresses: LocalAddresses
 ) -> dns.message.Message:
+    import dns.flags
+    import dns.message
+    import dns.rdataclass
+    import dns.rdatatype
+    import dns.rrset
+
     response = dns.message.make_response(query)
     response.flags |= dns.flags.AA
     # Every other type for an alias name is answered here, with no data: never sent upstream.
@@ -147,16 +465,6 @@ def _alias_answer(
             dns.rrset.from_text(question.name, ALIAS_TTL, dns.rdataclass.IN, rdtype, address)
         )
     return response
-
-
-async def _udp_exchange(wire: bytes, host: str, port: int, timeout: float) -> bytes:
-    loop = asyncio.get_running_loop()
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_DGRAM) as sock:
-        sock.setblocking(False)
-        await loop.sock_connect(sock, (host, port))
-        await loop.sock_sendall(sock, wire)
-        return await asyncio.wait_for(loop.sock_recv(sock, MAX_UDP), timeout)
 
 
 async def _tcp_exchange(wire: bytes, host: str, port: int, timeout: float) -> bytes:
@@ -170,28 +478,48 @@ async def _tcp_exchange(wire: bytes, host: str, port: int, timeout: float) -> by
         writer.close()
 
 
-class _UDPProtocol(asyncio.DatagramProtocol):
-    def __init__(self, resolver: Resolver) -> None:
+class _UDPListener:
+    """One DNS socket, read straight from the selector, up to READ_BATCH datagrams per wake-up
+    (asyncio's datagram transport takes one per turn of the loop); each is answered or sent
+    upstream right here (Resolver.respond), with no task."""
+
+    def __init__(self, resolver: Resolver, sock: socket.socket) -> None:
         self.resolver = resolver
-        self.transport: asyncio.DatagramTransport | None = None
-        self.tasks: set[asyncio.Task[None]] = set()
+        self.sock = sock
+        self.loop = asyncio.get_running_loop()
+        self._buffer = bytearray(MAX_UDP)
+        self._view = memoryview(self._buffer)
+        self.loop.add_reader(sock.fileno(), self._readable)
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment] # a datagram endpoint's transport
+    def close(self) -> None:
+        if self.sock.fileno() >= 0:
+            self.loop.remove_reader(self.sock.fileno())
+            self.sock.close()
 
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        task = asyncio.create_task(self._answer(data, addr))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+    def _readable(self) -> None:
+        for _ in range(READ_BATCH):
+            try:
+                size, addr = self.sock.recvfrom_into(self._buffer)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # an ICMP error for an earlier answer: read on
+                log.debug("DNS socket: %s", exc)
+                continue
+            self.received(bytes(self._view[:size]), addr)
 
-    async def _answer(self, data: bytes, addr: tuple[str, int]) -> None:
+    def received(self, data: bytes, addr: tuple[str, int]) -> None:
         try:
-            answer = await self.resolver.handle(data, via_tcp=False)
+            self.resolver.respond(data, functools.partial(self._send, addr=addr))
         except Exception:
             log.exception("DNS query from %s failed", addr[0])
-            return
-        if answer is not None and self.transport is not None:
-            self.transport.sendto(answer, addr)
+
+    def _send(self, answer: bytes, addr: tuple[str, int]) -> None:
+        try:
+            self.sock.sendto(answer, addr)
+        except (BlockingIOError, InterruptedError):
+            log.debug("DNS answer to %s dropped: the socket's buffer is full", addr[0])
+        except OSError as exc:  # closed, or the client is unreachable
+            log.debug("DNS answer to %s not sent: %s", addr[0], exc)
 
 
 async def _tcp_client(
@@ -236,24 +564,24 @@ def _who_listens(port: int, udp: bool) -> str:
 class DNSServer:
     resolver: Resolver
     addresses: list[tuple[str, int]]
-    _udp: list[asyncio.DatagramTransport] = field(default_factory=list)
+    _udp: list[_UDPListener] = field(default_factory=list)
     _tcp: list[asyncio.Server] = field(default_factory=list)
 
     async def start(self) -> list[tuple[str, int]]:
         """Bind every address; returns the (host, port) pairs it listens on. An address whose
         IP family the machine lacks is skipped; one already in use is an error naming it."""
-        loop = asyncio.get_running_loop()
         bound = []
         for host, port in self.addresses:
             family = socket.AF_INET6 if ":" in host else socket.AF_INET
             try:
-                transport, _ = await loop.create_datagram_endpoint(
-                    lambda: _UDPProtocol(self.resolver),
-                    local_addr=(host, port),
-                    family=family,
-                    reuse_port=False,
-                )
-                self._udp.append(transport)
+                sock = socket.socket(family, socket.SOCK_DGRAM)
+                try:
+                    sock.setblocking(False)
+                    sock.bind((host, port))
+                except OSError:
+                    sock.close()
+                    raise
+                self._udp.append(_UDPListener(self.resolver, sock))
                 server = await asyncio.start_server(
                     lambda r, w: _tcp_client(self.resolver, r, w),
                     host,
@@ -278,6 +606,7 @@ class DNSServer:
                     f"{exc.strerror}{detail}"
                 ) from exc
             bound.append((host, port))
+        self.resolver.pool().prepare()
         if not bound:
             raise DNSListenError(
                 "failed to listen for DNS on either IPv4 or IPv6: no address could be bound"
@@ -285,13 +614,14 @@ class DNSServer:
         return bound
 
     async def stop(self) -> None:
-        for transport in self._udp:
-            transport.close()
+        for listener in self._udp:
+            listener.close()
         for server in self._tcp:
             server.close()
             await server.wait_closed()
         self._udp.clear()
         self._tcp.clear()
+        self.resolver.close()
 
 
 def system_upstreams(

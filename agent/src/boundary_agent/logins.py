@@ -19,10 +19,12 @@ import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+if TYPE_CHECKING:
+    # Imported where a store is opened, not with the agent: `cryptography` costs about 8 MiB of
+    # resident memory, and an agent without a login store never needs it.
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 KEY_FILE = "key"
 KEY_BYTES = 32
@@ -54,6 +56,8 @@ class LoginStore:
         try:
             self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
             _check_private(self.directory, os.lstat(self.directory), directory=True)
+            from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
             self._key = AESGCM(self._read_or_create_key())
         except OSError as exc:
             raise LoginStoreError(f"login_store {self.directory}: {exc.strerror or exc}") from exc
@@ -70,7 +74,7 @@ class LoginStore:
                     "remove it, and every user logs in again"
                 ) from None
             return key
-        key = AESGCM.generate_key(bit_length=KEY_BYTES * 8)
+        key = os.urandom(KEY_BYTES)
         with os.fdopen(fd, "wb") as handle:
             handle.write(key)
             handle.flush()
@@ -111,6 +115,8 @@ class LoginStore:
         """Every login that opens; and, for each file that does not, what was wrong with it
         (that file is removed: its user logs in again)."""
         logins, problems = [], []
+        from cryptography.exceptions import InvalidTag
+
         for path in sorted(self.directory.glob("*.json")):
             try:
                 logins.append(self._load(path))

@@ -10,6 +10,7 @@ import contextlib
 import datetime
 import logging
 import os
+import ssl
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,6 +36,8 @@ class ActiveSession:
     activated: bool = False
     """A worker has accepted a handshake: the session is active with our TOFU token."""
     activation: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
+    tls: ssl.SSLContext | None = field(default=None, repr=False)
+    """The session's client TLS context, built on its first connection, for all of them."""
 
     @property
     def expired(self) -> bool:
@@ -143,13 +146,18 @@ class Sessions:
         lose with "session is not in a pending state" (1011). So until one handshake has
         succeeded, handshakes of the session go one at a time; after that, all at once."""
         data, token = session.authorization.data, session.tofu_token
+        session.tls = session.tls or protocol.tls_context(data)
         if not session.activated:
             async with session.activation:
                 if not session.activated:
-                    channel = await protocol.open_channel(data, token, worker_index=worker_index)
+                    channel = await protocol.open_channel(
+                        data, token, worker_index=worker_index, context=session.tls
+                    )
                     session.activated = True
                     return channel
-        return await protocol.open_channel(data, token, worker_index=worker_index)
+        return await protocol.open_channel(
+            data, token, worker_index=worker_index, context=session.tls
+        )
 
 
 def _notify(message: str) -> None:

@@ -87,6 +87,9 @@ class BoundaryCLI:
             **os.environ,
             "BOUNDARY_ADDR": self.stack.values["BOUNDARY_ADDR"],
             "BOUNDARY_PASSWORD": self.stack.values["BOUNDARY_PASSWORD"],
+            # `authenticate` would otherwise start the client cache daemon, which outlives the
+            # test or benchmark that ran it (one was left running after `make bench`).
+            "BOUNDARY_SKIP_CACHE_DAEMON": "true",
         }
         env.pop("BOUNDARY_TOKEN", None)
         # `authenticate` would start the CLI's cache daemon, which outlives the tests; no test
