@@ -90,7 +90,8 @@ test-chaos: tools
 # tears down the cluster and the project's dockerd when it ends.
 e2e-kind: tools
 	@rm -f .stack/e2e-kind-timings.txt
-	$(RUN) pytest -q tests/kind
+	status=0; $(RUN) pytest -q tests/kind || status=$$?; \
+	  bash tools/container-engine.sh stop; exit $$status
 	@cat .stack/e2e-kind-timings.txt 2>/dev/null || true
 
 test: tools lint typecheck unit e2e chaos e2e-kind

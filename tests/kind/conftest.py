@@ -24,7 +24,7 @@ from kind_harness import (
     CACHE,
     CLUSTER,
     ENGINE,
-    MIRROR_PORT,
+    MIRROR_PORT_BASE,
     REPO,
     TIMINGS,
     WORKER_NODE_PORT,
@@ -52,10 +52,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 @pytest.fixture(scope="session")
-def engine() -> Iterator[Engine]:
+def engine() -> Engine:
+    """The project's dockerd, started if it is not running. Left running: other test sessions
+    (other checkouts) may share it; `make test` and `make e2e-kind` stop it when they end."""
     run(ENGINE, "start")
-    yield Engine(run(ENGINE, "host"), run(ENGINE, "address"))
-    run(ENGINE, "stop")
+    return Engine(run(ENGINE, "host"), run(ENGINE, "address"))
 
 
 @pytest.fixture(scope="session")
@@ -91,7 +92,14 @@ def package_mirror(engine: Engine) -> Iterator[str]:
     python = shutil.which("python3", path=outside)
     assert python, "no python3 outside the project's virtualenv"
     run(python, REPO / "tools" / "images" / "package-mirror.py", directory)
-    port = MIRROR_PORT
+    # A port of its own per lock: the URL is a build argument, and a new one every run would
+    # invalidate the builds' cached layers. A mirror of the same lock already serving (another
+    # checkout's session) is shared.
+    port = MIRROR_PORT_BASE + int(key[:4], 16) % 1000
+    url = f"http://{engine.address}:{port}"
+    if http_ok(f"{url}/simple/"):
+        yield url
+        return
     server = ManagedProcess(
         "package-mirror",
         [
@@ -107,7 +115,6 @@ def package_mirror(engine: Engine) -> Iterator[str]:
         log_path=CACHE / "package-mirror" / "server.log",
     )
     server.start()
-    url = f"http://{engine.address}:{port}"
     server.wait_healthy(lambda: http_ok(f"{url}/simple/"), 30)
     yield url
     server.stop()

@@ -15,14 +15,14 @@ from boundary_devstack.pytest_plugin import default_bin_dir
 REPO = Path(__file__).resolve().parents[2]
 ENGINE = REPO / "tools" / "container-engine.sh"
 CACHE = Path(os.environ.get("BK_CACHE") or Path.home() / ".cache" / "boundary-k8s")
-CLUSTER = "bk-e2e"
+CLUSTER = os.environ.get("BK_KIND_CLUSTER", "bk-e2e")
+"""The kind cluster's name; give each checkout running the journey at once its own."""
 WORKER_NODE_PORT = 30920
 WORKER_UID = 12345
 """The worker pods run as this UID, not the image's: an arbitrary one, as OpenShift assigns."""
 TIMINGS = REPO / ".stack" / "e2e-kind-timings.txt"
-MIRROR_PORT = 47480
-"""The package mirror's port on the bridge. Fixed: the URL is a build argument, and a new one
-would invalidate the image builds' cached layers every run."""
+MIRROR_PORT_BASE = 47000
+"""The package mirror listens on the bridge at this port plus a number taken from uv.lock."""
 
 
 def run(*argv: str | Path, env: dict[str, str] | None = None, timeout: float = 1800) -> str:

@@ -61,9 +61,17 @@ def require(condition: Callable[[], object], timeout: float, what: str) -> None:
         raise DemoFailed(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
+BACKEND_IMAGES = {
+    "WEB_IMAGE": "docker.io/library/nginx:1.27",
+    "DB_IMAGE": "docker.io/library/postgres:17",
+}
+"""The example backends' images, as tools/e2e-kind.sh defaults them. Here kwok only pretends to
+run those pods: the demo's real backends own the Services' cluster IPs in namespaces."""
+
+
 def apply_examples(kubectl: Kubectl, values: dict[str, str]) -> None:
     for path in sorted((REPO / "examples").glob("*.yaml")):
-        text = string.Template(path.read_text()).safe_substitute(values)
+        text = string.Template(path.read_text()).substitute(BACKEND_IMAGES | values)
         kubectl("apply", "-f", "-", input_text=text)
         detail(f"applied examples/{path.name}")
 
