@@ -74,6 +74,7 @@ def test_worker_image_runs_read_only_as_an_arbitrary_uid(
         "--user",
         "12345:0",
         "boundary-k8s/worker:e2e-kind",
+        "boundary",
         "version",
     )
     assert re.search(rf"Version Number:\s+{re.escape(BOUNDARY_VERSION.group(1))}$", printed, re.M)
