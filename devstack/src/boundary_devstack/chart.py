@@ -123,18 +123,23 @@ def service_account_kubeconfig(
 
 
 def deployment_env(kubectl: Kubectl, namespace: str, deployment: str) -> dict[str, str]:
-    """The operator container's environment as the Deployment declares it, Secret references
-    resolved the way the kubelet would."""
+    """The operator container's environment as the Deployment declares it, Secret and pod-field
+    references resolved the way the kubelet would (the process runs as a pod named after the
+    Deployment)."""
     manifest = kubectl.get_json("deployment", deployment, "-n", namespace)
     container = manifest["spec"]["template"]["spec"]["containers"][0]
+    pod_fields = {"metadata.name": f"{deployment}-0", "metadata.namespace": namespace}
     env: dict[str, str] = {}
     for item in container.get("env", []):
-        if "valueFrom" not in item:
+        source = item.get("valueFrom")
+        if source is None:
             env[item["name"]] = item.get("value", "")  # the API server drops empty values
-            continue
-        ref = item["valueFrom"]["secretKeyRef"]
-        secret = kubectl.get_json("secret", ref["name"], "-n", namespace)
-        env[item["name"]] = base64.b64decode(secret["data"][ref["key"]]).decode()
+        elif "fieldRef" in source:
+            env[item["name"]] = pod_fields[source["fieldRef"]["fieldPath"]]
+        else:
+            ref = source["secretKeyRef"]
+            secret = kubectl.get_json("secret", ref["name"], "-n", namespace)
+            env[item["name"]] = base64.b64decode(secret["data"][ref["key"]]).decode()
     return env
 
 
