@@ -25,6 +25,7 @@ from boundary_devstack.metrics import Writes, writes
 from boundary_devstack.operator_process import pod_runner_process
 from boundary_devstack.process import ManagedProcess
 from boundary_devstack.stack import StackEnv, wait_for
+from boundary_operator.kube import FIELD_MANAGER
 
 SERVICES = 50
 CLUSTER = f"qt{uuid.uuid4().hex[:6]}"
@@ -57,10 +58,12 @@ def our_targets(cli: BoundaryCLI) -> list[dict[str, Any]]:
 
 
 def events(kubectl: Kubectl) -> list[tuple[str, str, str, int]]:
+    """The operator's Events: the node controller's and the kubelet's are not its writes."""
     items = kubectl.get_json("events", "-n", NAMESPACE)["items"]
     return sorted(
         (e["reason"], e["involvedObject"]["name"], e["metadata"]["name"], e.get("count", 1))
         for e in items
+        if (e.get("source") or {}).get("component") == FIELD_MANAGER
     )
 
 

@@ -16,6 +16,7 @@ import kopf
 
 from boundary_operator.drain import drain
 from boundary_operator.kube import (
+    FIELD_MANAGER,
     Credentials,
     KubeClient,
     KubeConfigError,
@@ -108,6 +109,8 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         prefix="workers.boundaryproject.io", key="last-handled-configuration"
     )
     settings.posting.level = logging.INFO
+    # Events say who posted them (`kubectl describe`'s From column): this operator, not "kopf".
+    settings.posting.reporting_component = FIELD_MANAGER
     settings.watching.server_timeout = WATCH_SERVER_TIMEOUT
     # A watch whose apiserver vanished without closing it (a dropped connection) is given up
     # a little after the server would have ended it, not left hanging forever.
