@@ -75,6 +75,13 @@ def node_image(engine: Engine) -> str:
     return run(REPO / "tools" / "kind" / "build-node-image.sh", env=engine.env())
 
 
+def serving(url: str) -> bool:
+    try:
+        return http_ok(url)
+    except OSError:  # nothing listening (URLError is an OSError)
+        return False
+
+
 @pytest.fixture(scope="session")
 def package_mirror(engine: Engine) -> Iterator[str]:
     """A plain-HTTP mirror (tools/images/package-mirror.py) on the bridge: the image builds'
@@ -97,7 +104,7 @@ def package_mirror(engine: Engine) -> Iterator[str]:
     # checkout's session) is shared.
     port = MIRROR_PORT_BASE + int(key[:4], 16) % 1000
     url = f"http://{engine.address}:{port}"
-    if http_ok(f"{url}/simple/"):
+    if serving(f"{url}/simple/"):
         yield url
         return
     server = ManagedProcess(
