@@ -124,4 +124,11 @@ docker save --output "$context/images.tar" "${images[@]}"
 log "image $node"
 docker build --quiet --file "$here/node.Containerfile" --build-arg "BASE_IMAGE=$kind_base" \
   --tag "$node" "$context" >/dev/null
+# The engine is the project's own: superseded node images (about 2 GB each) and the layers
+# nothing refers to any more go, or the data root grows with every change of input.
+for stale in $(docker images --format '{{.Repository}}:{{.Tag}}' boundary-k8s/kind-node) \
+  $(docker images --format '{{.Repository}}:{{.Tag}}' boundary-k8s/kind-base); do
+  [[ $stale == "$node" || $stale == "$kind_base" ]] || docker rmi "$stale" >/dev/null 2>&1 || true
+done
+docker image prune --force >/dev/null
 echo "$node"
