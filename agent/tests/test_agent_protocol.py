@@ -8,14 +8,16 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import ssl
 import struct
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from boundary_agent import protocol
+from boundary_api import SessionAuthorizationData
 
 
 class _Transport(asyncio.Transport):
@@ -235,3 +237,48 @@ def test_the_session_key_pem_is_what_cryptography_writes() -> None:
         serialization.NoEncryption(),
     )
     assert protocol._ed25519_key_pem(seed) == expected
+
+
+def test_a_misread_handshake_is_tried_again_each_time_after_a_longer_pause(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pauses: list[float] = []
+
+    opened = cast(protocol.SessionChannel, object())
+
+    async def misread_twice(
+        *_args: object, settle: float, **_kwargs: object
+    ) -> protocol.SessionChannel:
+        pauses.append(settle)
+        if len(pauses) < 3:
+            raise protocol.HandshakeMisread("closed during handshake: received 1002")
+        return opened
+
+    monkeypatch.setattr(protocol, "_open_channel_once", misread_twice)
+    data = cast(SessionAuthorizationData, object())
+    channel = asyncio.run(
+        protocol.open_channel(data, "t" * 20, context=ssl.create_default_context())
+    )
+    assert channel is opened
+    assert pauses == list(protocol.HANDSHAKE_SETTLE_S[:3])
+    assert pauses == sorted(pauses)
+    assert pauses[0] == 0.0
+
+
+def test_a_worker_that_always_misreads_fails_after_every_try(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tries = 0
+
+    async def misread(*_args: object, **_kwargs: object) -> None:
+        nonlocal tries
+        tries += 1
+        raise protocol.HandshakeMisread("closed during handshake: received 1002")
+
+    monkeypatch.setattr(protocol, "_open_channel_once", misread)
+    monkeypatch.setattr(protocol, "HANDSHAKE_SETTLE_S", (0.0, 0.0, 0.0))
+    monkeypatch.setattr(protocol, "HANDSHAKE_ATTEMPTS", 3)
+    data = cast(SessionAuthorizationData, object())
+    with pytest.raises(protocol.HandshakeMisread):
+        asyncio.run(protocol.open_channel(data, "t" * 20, context=ssl.create_default_context()))
+    assert tries == 3

@@ -35,8 +35,12 @@ COMMAND_NORMAL, COMMAND_CANCEL = 0, 1
 # Close codes the worker uses.
 CLOSE_TOFU_REFUSED, CLOSE_LIMIT_REACHED, CLOSE_SETUP_ERROR = 1008, 1011, 3000
 CLOSE_PROTOCOL_ERROR, CLOSE_NORMAL = 1002, 1000
-HANDSHAKE_ATTEMPTS = 3
-"""Tries per channel when the worker misreads our ClientHandshake (see HandshakeMisread)."""
+HANDSHAKE_SETTLE_S = (0.0, 0.05, 0.25, 1.0)
+"""One try per entry when the worker misreads our ClientHandshake (see HandshakeMisread): how
+long each try waits after the upgrade before sending it. The misread is a race with the
+worker's HTTP server handing the connection over, so a later try gives the hand-over time;
+the first try does not wait, as the race is rare on an idle worker."""
+HANDSHAKE_ATTEMPTS = len(HANDSHAKE_SETTLE_S)
 WEBSOCKET_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 OP_CONTINUATION, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0, 1, 2, 8, 9, 10
 MAX_UPGRADE_RESPONSE = 16 * 1024
@@ -70,7 +74,8 @@ class HandshakeMisread(SessionProtocolError):
     set: false:false:true"): they lose the first byte of a frame that arrives while they are
     still taking the connection over from their HTTP server, and the frame's second byte
     (mask bit and length) then reads as a header with RSV3 set. `boundary connect` meets it
-    too. Trying again on the same session is safe."""
+    too. On a loaded machine it can happen on every connection made at once; waiting a moment
+    after the upgrade avoids it (HANDSHAKE_SETTLE_S). Trying again on the same session is safe."""
 
 
 def new_tofu_token() -> str:
@@ -522,7 +527,8 @@ async def open_channel(
     context: ssl.SSLContext | None = None,
 ) -> SessionChannel:
     """A websocket to the worker, handshaken for this session: up to HANDSHAKE_ATTEMPTS
-    connections when the worker misreads the handshake (HandshakeMisread), one otherwise.
+    connections when the worker misreads the handshake (HandshakeMisread), each waiting longer
+    before it sends the handshake (HANDSHAKE_SETTLE_S), one connection otherwise.
     `context`: the session's tls_context(), built once for all its connections."""
     context = context or tls_context(data)
     attempt = 1
@@ -535,6 +541,7 @@ async def open_channel(
                 worker_index=worker_index,
                 timeout=timeout,
                 context=context,
+                settle=HANDSHAKE_SETTLE_S[attempt - 1],
             )
         except HandshakeMisread as exc:
             if attempt == HANDSHAKE_ATTEMPTS:
@@ -593,6 +600,7 @@ async def _open_channel_once(
     worker_index: int,
     timeout: float,
     context: ssl.SSLContext,
+    settle: float = 0.0,
 ) -> SessionChannel:
     if not data.worker_addresses:
         raise SessionProtocolError("the session offers no worker address")
@@ -610,6 +618,8 @@ async def _open_channel_once(
     if negotiated != SUBPROTOCOL:
         websocket.abort()
         raise SessionProtocolError(f"worker {address} negotiated {negotiated!r}")
+    if settle:
+        await asyncio.sleep(settle)
     websocket.send(encode_client_handshake(tofu_token, command))
     if command == COMMAND_CANCEL:
         return SessionChannel(websocket, HandshakeResult(None, 0, 0))
