@@ -2,7 +2,7 @@
 a kubelet would, because this machine has no container runtime.
 
 - Environment: literal values with $(VAR) expansion, fieldRef (metadata.name,
-  metadata.namespace, status.podIP), secretKeyRef and configMapKeyRef.
+  metadata.namespace, metadata.labels['...'], status.podIP), secretKeyRef and configMapKeyRef.
 - Volumes: ConfigMap and Secret volumes are written to a temporary directory; emptyDir is a
   temporary directory; a PersistentVolumeClaim maps to a directory keyed by the claim's uid under
   the state directory, so it survives restarts of the runner and a new claim starts empty.
@@ -96,6 +96,9 @@ class PodRunner:
             "metadata.namespace": self.namespace,
             "status.podIP": self.address,
         }
+        labels = self.pod["metadata"].get("labels") or {}
+        # A missing label reads as "", as the kubelet gives it.
+        fields |= {f"metadata.labels['{key}']": value for key, value in labels.items()}
         env: dict[str, str] = {}
         for item in container.get("env") or []:
             name = item["name"]
@@ -105,6 +108,8 @@ class PodRunner:
             source = item.get("valueFrom") or {}
             if "fieldRef" in source:
                 path = source["fieldRef"]["fieldPath"]
+                if path.startswith("metadata.labels['"):
+                    fields.setdefault(path, "")
                 if path not in fields:
                     raise PodRunError(f"env {name}: fieldRef {path} is not supported")
                 env[name] = fields[path]
