@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kind_harness import WORKER_UID, KindCluster
+from kind_harness import WORKER_UID, KindCluster, boundary_worker
 
 from boundary_api.authdata import decode_authorization_token
 from boundary_devstack.clients import BoundaryCLI, CommandFailed
@@ -136,16 +136,6 @@ def ready_replicas(cluster: KindCluster) -> int:
     return sum(r.get("upstreamConnectionState") == "READY" for r in replicas)
 
 
-def worker_record(cli: BoundaryCLI, worker_id: str) -> dict[str, Any] | None:
-    try:
-        item: dict[str, Any] = cli("workers", "read", "-id", worker_id)["item"]
-    except CommandFailed as exc:
-        if "404" in exc.stderr or "not found" in exc.stderr.lower():
-            return None
-        raise
-    return item
-
-
 def target_of_echo(cluster: KindCluster) -> str:
     annotation = cluster.kubectl(
         "get",
@@ -233,7 +223,7 @@ def relay_workers(
         ids = [r.get("workerId") for r in status(kind_cluster).get("replicas") or []]
         kubectl("delete", "bpw", "relay", "-n", NAMESPACE, "--wait=true", timeout=300)
         for worker_id in filter(None, ids):
-            assert worker_record(boundary_cli, worker_id) is None
+            assert boundary_worker(boundary_cli, worker_id) is None
         kubectl("delete", "namespace", NAMESPACE, "--wait=true", timeout=300)
 
 
@@ -246,7 +236,7 @@ def test_a_stream_through_a_worker_scaled_away_completes_and_nothing_new_lands_o
     target = relay_workers
     worker_1 = status(kind_cluster)["replicas"][1]["workerId"]
     address_1 = f"{kind_cluster.node_ip}:{NODE_PORT_BASE + 1}"
-    assert worker_record(boundary_cli, worker_1)["address"] == address_1  # type: ignore[index]
+    assert boundary_worker(boundary_cli, worker_1)["address"] == address_1  # type: ignore[index]
     token = session_first_through(boundary_cli, target, address_1)
     with stream_through_boundary(boundary_cli, token, tmp_path) as stream:
         for _ in range(5):
@@ -259,7 +249,7 @@ def test_a_stream_through_a_worker_scaled_away_completes_and_nothing_new_lands_o
 
         def marked() -> bool:
             stream.exchange()
-            record = worker_record(boundary_cli, worker_1) or {}
+            record = boundary_worker(boundary_cli, worker_1) or {}
             return (record.get("api_tags") or {}).get("draining") == ["true"]
 
         assert wait_for(marked, 30, 0.5), "worker 1 was not marked draining"
@@ -287,7 +277,7 @@ def test_a_stream_through_a_worker_scaled_away_completes_and_nothing_new_lands_o
     # The stream is done: the pod stops, then its Boundary worker is deregistered.
     assert wait_for(lambda: pod_or_none(kind_cluster, "relay-1") is None, 60)
     pod_seconds = time.monotonic() - closed
-    assert wait_for(lambda: worker_record(boundary_cli, worker_1) is None, 60)
+    assert wait_for(lambda: boundary_worker(boundary_cli, worker_1) is None, 60)
     deregistered_seconds = time.monotonic() - closed
     assert any("relay-1 is stopping" in m for m in events(kind_cluster, "Draining"))
     assert wait_for(lambda: any(worker_1 in m for m in events(kind_cluster, "Deregistered")), 30)
@@ -321,7 +311,7 @@ def test_a_tag_change_reaches_the_running_worker_and_an_open_session_survives(
 
         def reloaded() -> bool:
             stream.exchange()  # the session's connection keeps flowing meanwhile
-            record = worker_record(boundary_cli, worker_0) or {}
+            record = boundary_worker(boundary_cli, worker_0) or {}
             return (record.get("config_tags") or {}).get("stage") == ["reloaded"]
 
         assert wait_for(reloaded, 240, 1), "the new tag never reached the worker record"
@@ -332,7 +322,7 @@ def test_a_tag_change_reaches_the_running_worker_and_an_open_session_survives(
     after = kubectl.get_json("pod", "relay-0", "-n", NAMESPACE)
     assert after["metadata"]["uid"] == before["metadata"]["uid"], "the pod was replaced"
     assert after["status"]["containerStatuses"][0]["restartCount"] == 0
-    record = worker_record(boundary_cli, worker_0) or {}
+    record = boundary_worker(boundary_cli, worker_0) or {}
     new_revision = record["config_tags"]["config_revision"]
     assert new_revision != [revision]
     assert wait_for(
