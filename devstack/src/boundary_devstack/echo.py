@@ -78,12 +78,14 @@ class EchoStream:
 
 @contextlib.contextmanager
 def stream_through_boundary(
-    cli: BoundaryCLI, authorize: Callable[[], str], log_dir: Path, attempts: int = 3
+    cli: BoundaryCLI, authorize: Callable[[], str], log_dir: Path, attempts: int = 6
 ) -> Iterator[EchoStream]:
     """An echo stream through the official `boundary connect`, for a session `authorize`
     returns the authorization token of, open until the block ends. The worker sometimes misreads
     the first websocket of a connection (see the reference notes); `boundary connect` then ends
-    altogether, so each attempt is a new session and a new `boundary connect`."""
+    altogether, so each attempt is a new session and a new `boundary connect`. Three attempts
+    all misread once on a loaded machine; there is no pause to add inside the official CLI's
+    handshake (as the agent does), so there are six."""
     for attempt in range(1, attempts + 1):
         log = log_dir / f"connect-{attempt}.log"
         with cli.connect(authorize(), log) as port:
