@@ -58,7 +58,7 @@ demo: tools
 SHELL_SCRIPTS := $(wildcard tools/*.sh tools/*/*.sh) .ci/run tools/kind/iptables-mode \
 	tools/kind/containerd-oom-score-adj tools/images/postgres-entrypoint
 CONTAINERFILES := images/Containerfile $(wildcard tools/*/*.Containerfile)
-GO_PROGRAMS := images/worker-probe tools/kind/kindnetd tools/kind/goconst
+GO_PROGRAMS := images/worker-probe images/worker-supervisor tools/kind/kindnetd tools/kind/goconst
 
 lint:
 	$(RUN) ruff check .

@@ -317,8 +317,20 @@ def _worker_container() -> dict[str, Any]:
     return container
 
 
+def _worker_commands() -> tuple[list[str], list[str]]:
+    """What the operator's container command runs: `boundary server` under the image's
+    supervisor when the image has it, and `boundary server` alone otherwise."""
+    shell, flag, script = (str(part) for part in _worker_container()["command"])
+    assert (shell, flag) == ("/bin/sh", "-c")  # every base the worker builds on has /bin/sh
+    found = re.fullmatch(r"if command -v (\S+) >/dev/null; then exec (.+); fi; exec (.+)", script)
+    assert found, script
+    supervisor, supervised, plain = found.groups()
+    assert shlex.split(supervised)[0] == supervisor
+    return shlex.split(supervised), shlex.split(plain)
+
+
 def _worker_command() -> list[str]:
-    return [str(part) for part in _worker_container()["command"]]
+    return _worker_commands()[1]
 
 
 # -- Structure -------------------------------------------------------------------------------
@@ -434,7 +446,29 @@ def test_worker_command_is_what_the_operator_renders(cf: Containerfile) -> None:
     assert entrypoint.exec_form() == []
     image_command = cmd.exec_form()
     assert image_command == ["boundary", "server", f"-config={CONFIG_DIR}/{CONFIG_FILE}"]
-    assert image_command == _worker_command()
+    supervised, plain = _worker_commands()
+    assert image_command == plain
+    # Under the supervisor: the same command, and the same file watched for reloads.
+    assert supervised[-len(plain) - 1 :] == ["--", *plain]
+    assert supervised[supervised.index("-watch") + 1] == f"{CONFIG_DIR}/{CONFIG_FILE}"
+
+
+def _helper_on_path(cf: Containerfile, helper: str, source: str) -> None:
+    """`helper` is built from `source` (our Go program) and copied onto the worker's PATH."""
+    build = cf.stage("boundary-build")
+    builds = [c for r in build.all("RUN") for c in r.commands() if c[:2] == ["go", "build"]]
+    (command,) = [c for c in builds if PurePosixPath(c[c.index("-o") + 1]).name == helper]
+    assert command[-1] == "."
+    (built,) = [r for r in build.all("RUN") if command in r.commands()]
+    assert _workdir(cf, build, built) == PurePosixPath("/src") / source
+    output = command[command.index("-o") + 1]
+    (binaries,) = [w for w in _copies_from(cf, cf.stage("worker"), build) if output in w[:-1]]
+    assert str(PurePosixPath(binaries[-1])) in DEFAULT_PATH
+
+
+def test_worker_has_the_supervisor_the_command_runs(cf: Containerfile) -> None:
+    supervised, _ = _worker_commands()
+    _helper_on_path(cf, supervised[0], "images/worker-supervisor")
 
 
 def test_worker_layout_exists_and_is_group_writable(cf: Containerfile) -> None:
@@ -456,13 +490,7 @@ def test_worker_has_what_the_readiness_probe_runs(cf: Containerfile) -> None:
     # and copied next to `boundary`; curl and grep are the fallback for other images.
     helper = "boundary-worker-ready"
     assert f"exec {helper} " in probe[2]
-    build = cf.stage("boundary-build")
-    builds = [c for r in build.all("RUN") for c in r.commands() if c[:2] == ["go", "build"]]
-    (command,) = [c for c in builds if c[-1] == "."]
-    output = command[command.index("-o") + 1]
-    assert PurePosixPath(output).name == helper
-    (binaries,) = [w for w in _copies_from(cf, cf.stage("worker"), build) if output in w[:-1]]
-    assert str(PurePosixPath(binaries[-1])) in DEFAULT_PATH
+    _helper_on_path(cf, helper, "images/worker-probe")
 
 
 def test_worker_exposes_the_operator_ports(cf: Containerfile) -> None:

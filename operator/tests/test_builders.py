@@ -116,24 +116,53 @@ def test_no_token_in_the_config_map_and_one_key_per_pod_in_the_secret() -> None:
     assert list(secret["data"]) == ["edge-0", "edge-1"]
 
 
-def test_tag_changes_do_not_roll_pods_but_other_changes_do() -> None:
+def with_spec(base: builders.WorkerContext, spec: dict[str, Any]) -> builders.WorkerContext:
+    return builders.WorkerContext(
+        name=base.name,
+        namespace=base.namespace,
+        uid=base.uid,
+        default_image=base.default_image,
+        spec=WorkerSpec.model_validate(spec),
+    )
+
+
+def test_reloadable_changes_do_not_roll_pods_but_change_the_revision() -> None:
     base = context("minimal")
-    retagged = builders.WorkerContext(
-        name=base.name,
-        namespace=base.namespace,
-        uid=base.uid,
-        default_image=base.default_image,
-        spec=base.spec.model_copy(update={"tags": {"new": "tag"}}),
-    )
-    assert builders.restart_checksum(base) == builders.restart_checksum(retagged)
-    moved = builders.WorkerContext(
-        name=base.name,
-        namespace=base.namespace,
-        uid=base.uid,
-        default_image=base.default_image,
-        spec=WorkerSpec.model_validate({"registration": {"initialUpstreams": ["other:9201"]}}),
-    )
-    assert builders.restart_checksum(base) != builders.restart_checksum(moved)
+    upstreams = {"initialUpstreams": ["controller.boundary:9201"]}
+    retagged = with_spec(base, {"registration": upstreams, "tags": {"new": "tag"}})
+    moved = with_spec(base, {"registration": {"initialUpstreams": ["other:9201"]}})
+    template = builders.build_stateful_set(base)["spec"]["template"]
+    for changed in (retagged, moved):
+        assert builders.build_stateful_set(changed)["spec"]["template"] == template
+        assert builders.config_revision(changed) != builders.config_revision(base)
+        assert builders.render_worker_hcl(changed) != builders.render_worker_hcl(base)
+    revision = dict(builders.worker_tags(retagged))["config_revision"]
+    assert revision == [builders.config_revision(retagged)]
+
+
+def test_other_changes_roll_pods() -> None:
+    base = context("minimal")
+    upstreams = {"initialUpstreams": ["controller.boundary:9201"]}
+    template = builders.build_stateful_set(base)["spec"]["template"]
+    for spec in (
+        {"registration": {"hcpBoundaryClusterID": "4a3a8bd1-3f32-4bd4-a3cc-8bbf2d4b2e56"}},
+        {"registration": upstreams, "image": "other/boundary:1"},
+        {"registration": upstreams, "publicAddress": "w-$(POD_INDEX).example:9202"},
+        {"registration": upstreams, "drain": {"timeout": "1m"}},
+    ):
+        assert builders.build_stateful_set(with_spec(base, spec))["spec"]["template"] != template
+
+
+def test_drain_timeout_sets_the_grace_period_and_the_supervisor_deadline() -> None:
+    base = context("minimal")
+    default = builders.build_stateful_set(base)["spec"]["template"]["spec"]
+    assert default["terminationGracePeriodSeconds"] == 300 + builders.STOP_MARGIN_SECONDS
+    upstreams = {"initialUpstreams": ["controller.boundary:9201"]}
+    ctx = with_spec(base, {"registration": upstreams, "drain": {"timeout": "1h30m"}})
+    pod = builders.build_stateful_set(ctx)["spec"]["template"]["spec"]
+    assert pod["terminationGracePeriodSeconds"] == 5400 + builders.STOP_MARGIN_SECONDS
+    (container,) = pod["containers"]
+    assert "-drain-timeout 5400s" in container["command"][2]
 
 
 def test_selector_never_changes_with_image() -> None:

@@ -52,6 +52,7 @@ def test_defaults_give_one_target_per_tcp_port() -> None:
     assert target.scope == "p_1234567890"
     assert target.egress_worker_filter == (
         '"data" in "/tags/namespace" and "kubernetes" in "/tags/type"'
+        ' and "true" not in "/tags/draining"'
     )
 
 
@@ -81,6 +82,7 @@ def test_annotations_select_ports_worker_scope_limits_and_credentials() -> None:
         "10.96.0.20",
     )
     assert target.egress_worker_filter.startswith('"edge" in "/tags/boundary_pki_worker"')
+    assert target.egress_worker_filter.endswith(' and "true" not in "/tags/draining"')
     assert (target.session_max_seconds, target.session_connection_limit) == (600, -1)
     assert target.credentials is not None
     assert (target.credentials.username, target.credentials.resource_version) == ("app", "7")

@@ -130,3 +130,48 @@ async def controller_failure(events: asyncio.Queue[posting.K8sEvent]) -> None:
         reasons.append(events.get_nowait().reason)
     assert "SyncFailed" in reasons
     await runtime.aclose()
+
+
+async def pod_changed(runtime: Runtime, kube: FakeKube, pod: str, kind: str = "MODIFIED") -> None:
+    body = kube.objects[("Pod", "ns", pod)]
+    await cast(Any, handlers.worker_pod_changed)(
+        memo=runtime, event={"type": kind, "object": body}, body=kopf.Body(cast(Any, body))
+    )
+
+
+async def test_the_pod_watch_marks_a_stopping_worker_once_and_lifts_the_mark() -> None:
+    with kopf_events() as events:
+        await pod_watch(events)
+
+
+async def pod_watch(events: asyncio.Queue[posting.K8sEvent]) -> None:
+    controller, kube = FakeController(), FakeKube()
+    kube.put({**BODY, "spec": {"registration": {"initialUpstreams": ["c:9201"]}, "replicas": 2}})
+    runtime = runtime_on(controller, kube)
+    await tick(runtime, kube)
+    report_in(controller)
+    await tick(runtime, kube)
+    while not events.empty():
+        events.get_nowait()
+
+    def draining() -> list[str]:
+        workers = controller.objects("workers").values()
+        return sorted(w["name"] for w in workers if w["api_tags"].get("draining") == ["true"])
+
+    await pod_changed(runtime, kube, "edge-1")  # first sight of a Ready pod: nothing to do
+    assert draining() == []
+    kube.objects[("Pod", "ns", "edge-1")]["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    await pod_changed(runtime, kube, "edge-1")
+    assert draining() == ["prod-ns-edge-1"]
+    assert events.get_nowait().reason == "Draining"
+    # Further events of the stopping pod (its status changing) ask nothing of the controller.
+    calls = sum(controller.reads.values()) + controller.total_writes
+    await pod_changed(runtime, kube, "edge-1")
+    assert sum(controller.reads.values()) + controller.total_writes == calls
+    # Gone, then back and Ready: the mark goes.
+    await pod_changed(runtime, kube, "edge-1", "DELETED")
+    kube.run_stateful_sets()
+    await pod_changed(runtime, kube, "edge-1")
+    assert draining() == []
+    assert events.get_nowait().reason == "Serving"
+    await runtime.aclose()

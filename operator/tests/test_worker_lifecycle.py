@@ -8,9 +8,10 @@ from __future__ import annotations
 import base64
 import datetime
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+import hcl  # type: ignore[import-untyped]
 import pytest
 
 from boundary_api import BoundaryClient
@@ -18,7 +19,8 @@ from boundary_devstack.fakes import FakeController, FakeKube
 from boundary_devstack.fakes.boundary import AUTH_METHOD, LOGIN, PASSWORD
 from boundary_operator.settings import OperatorSettings
 from boundary_operator.workers.reconcile import REREGISTER_ANNOTATION, WorkerService
-from boundary_operator.workers.status import SyncResult, status_update
+from boundary_operator.workers.reloading import RELOAD_GRACE_SECONDS, ReloadWatch
+from boundary_operator.workers.status import Event, SyncResult, status_update
 
 NAMESPACE, CLUSTER = "edge-ns", "prod"
 SETTINGS = OperatorSettings.model_validate(
@@ -44,6 +46,8 @@ class World:
     controller: FakeController
     kube: FakeKube
     service: WorkerService
+    status_events: list[Event] = field(default_factory=list)
+    """The Events of the last status change (conditions, configuration revisions)."""
 
     def workers(self) -> dict[str, dict[str, Any]]:
         return {w["name"]: w for w in self.controller.objects("workers").values()}
@@ -56,31 +60,68 @@ class World:
     def writes(self) -> tuple[int, int]:
         return self.controller.total_writes, self.kube.total_writes
 
-    def report_in(self) -> None:
+    def report_in(self, reloaded: bool | set[str] = True) -> None:
         """The pods' workers connect and report to the controller (what `boundary server`
-        does once activated)."""
+        does once activated), with the tags of the mounted worker.hcl. Workers not
+        `reloaded` (all when False, else those not named) keep the tags they loaded before,
+        as a worker that missed a change does."""
         now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        config = self.kube.objects.get(("ConfigMap", NAMESPACE, "edge-config"))
+        tags = hcl.loads(config["data"]["worker.hcl"])["worker"]["tags"] if config else {}
         for worker in self.controller.objects("workers").values():
             worker.update(release_version="Boundary v0.21.3", last_status_time=now)
+            reload = reloaded if isinstance(reloaded, bool) else worker["name"] in reloaded
+            if reload or not worker.get("config_tags"):
+                self.controller.report_config_tags(worker["id"], tags)
+
+    def stop_pod(self, pod: str) -> None:
+        """A pod deleted, evicted or replaced: it keeps running while it drains."""
+        body = self.kube.objects[("Pod", NAMESPACE, pod)]
+        body["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+
+    def draining(self) -> set[str]:
+        return {
+            name
+            for name, worker in self.workers().items()
+            if worker.get("api_tags", {}).get("draining") == ["true"]
+        }
 
     async def tick(self) -> tuple[SyncResult, dict[str, Any] | None]:
         """One reconcile (the refresh timer or a watch event), the status write it asks for
-        applied as kopf would apply it."""
+        applied as kopf would apply it, then the StatefulSet controller's and kubelet's turn."""
+        answer = await self.tick_without_pods()
+        self.kube.run_stateful_sets()
+        return answer
+
+    async def tick_without_pods(self) -> tuple[SyncResult, dict[str, Any] | None]:
+        """One reconcile, the pods left as they are (a stopping one still draining)."""
         body = self.kube.objects[("BoundaryPKIWorker", NAMESPACE, "edge")]
         result = await self.service.reconcile(body)
-        status, _ = status_update(body, result)
+        status, self.status_events = status_update(body, result)
         if status is not None:
             body["status"] = {**body.get("status", {}), **status}
-        self.kube.run_stateful_sets()
         return result, status
 
 
+@dataclass
+class Clock:
+    now: float = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 @pytest.fixture
-async def world() -> AsyncIterator[World]:
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+async def world(clock: Clock) -> AsyncIterator[World]:
     controller, kube = FakeController(), FakeKube()
     boundary: BoundaryClient = controller.client()
     await boundary.authenticate_password(AUTH_METHOD, LOGIN, PASSWORD)
-    yield World(controller, kube, WorkerService(kube, boundary, SETTINGS))
+    yield World(controller, kube, WorkerService(kube, boundary, SETTINGS, ReloadWatch(clock)))
     await boundary.aclose()
 
 
@@ -216,3 +257,95 @@ async def test_a_missing_token_secret_names_the_field(world: World) -> None:
     assert valid["status"] == "False"
     assert "activationTokenSecretRef: Secret 'absent' does not exist" in valid["message"]
     assert result.retry_after == 30
+
+
+EDGE = f"{CLUSTER}-{NAMESPACE}-edge"
+
+
+async def running(world: World, replicas: int) -> None:
+    world.kube.put(resource(replicas=replicas))
+    await world.tick()
+    world.report_in()
+    await world.tick()
+
+
+async def test_a_stopping_pod_is_marked_draining_until_its_replacement_is_ready(
+    world: World,
+) -> None:
+    await running(world, 2)
+    body = world.kube.objects[("BoundaryPKIWorker", NAMESPACE, "edge")]
+
+    # Deleted (or evicted, or replaced by a rollout): the pod watch marks its worker at once.
+    world.stop_pod("edge-1")
+    events = await world.service.follow_pods(body)
+    assert world.draining() == {f"{EDGE}-1"}
+    assert [e.reason for e in events] == ["Draining"]
+    before = world.writes()
+    assert await world.service.follow_pods(body) == []
+    result, status = await world.tick_without_pods()
+    assert world.writes() == before, "a marked worker is not marked again"
+    assert result.events == []
+    assert status is not None
+    assert [r["draining"] for r in status["replicas"]] == [False, True]
+
+    # Drained, and its replacement (the same Boundary worker) is Ready: serving again.
+    world.kube.run_stateful_sets()
+    events = await world.service.follow_pods(body)
+    assert world.draining() == set()
+    assert [e.reason for e in events] == ["Serving"]
+
+
+async def test_scaling_down_marks_the_removed_worker_then_deregisters_it(world: World) -> None:
+    await running(world, 2)
+    world.kube.put(resource(replicas=1))
+    result, _ = await world.tick_without_pods()  # its pod drains
+    assert world.draining() == {f"{EDGE}-1"}
+    assert "Draining" in [e.reason for e in result.events]
+    world.kube.run_stateful_sets()  # drained: the pod is gone
+    result, _ = await world.tick()
+    assert set(world.workers()) == {f"{EDGE}-0"}
+    assert "Deregistered" in [e.reason for e in result.events]
+
+
+async def test_a_reloaded_worker_is_not_restarted(world: World, clock: Clock) -> None:
+    await running(world, 2)
+    world.kube.put(resource(replicas=2, tags={"team": "net"}))
+    result, _ = await world.tick()
+    assert result.retry_after is not None, "the operator checks again for the new revision"
+    world.report_in()  # boundary-worker-supervisor sent SIGHUP; the workers report new tags
+    clock.now += RELOAD_GRACE_SECONDS * 2
+    result, status = await world.tick()
+    assert status is not None
+    assert [e.reason for e in world.status_events] == ["ConfigurationLoaded"] * 2
+    assert result.events == []
+    assert {("Pod", NAMESPACE, "edge-0"), ("Pod", NAMESPACE, "edge-1")} <= set(world.kube.objects)
+    assert world.kube.writes["delete"] == 0
+
+
+async def test_a_worker_that_does_not_reload_is_restarted_one_at_a_time(
+    world: World, clock: Clock
+) -> None:
+    await running(world, 2)
+    world.kube.put(resource(replicas=2, tags={"team": "net"}))
+    await world.tick()
+    world.report_in(reloaded=False)  # an image without the supervisor: nothing reloads
+    clock.now += RELOAD_GRACE_SECONDS - 1
+    await world.tick()
+    assert world.kube.writes["delete"] == 0, "not before the grace"
+    clock.now += 2
+    result, _ = await world.tick_without_pods()
+    assert ("Pod", NAMESPACE, "edge-1") not in world.kube.objects
+    assert ("Pod", NAMESPACE, "edge-0") in world.kube.objects
+    assert [e.reason for e in result.events] == ["NotReloaded"]
+    assert "does not reload in place" in result.events[0].message
+
+    # While edge-1 is not back and Ready, edge-0 waits.
+    result, _ = await world.tick_without_pods()
+    assert world.kube.writes["delete"] == 1
+    # edge-1 restarted with the new configuration; then edge-0 goes.
+    world.kube.run_stateful_sets()
+    world.report_in(reloaded={f"{EDGE}-1"})
+    result, _ = await world.tick_without_pods()
+    assert [e.reason for e in world.status_events] == ["ConfigurationLoaded"]
+    assert [e.reason for e in result.events] == ["NotReloaded"]
+    assert ("Pod", NAMESPACE, "edge-0") not in world.kube.objects

@@ -111,6 +111,26 @@ RULES: dict[str, tuple[dict[str, Any], dict[str, Any], str]] = {
         {"publicAddress": "worker.example.com", "registration": UPSTREAMS},
         "spec.publicAddress",
     ),
+    "public address may expand the pod's name and ordinal": (
+        {"publicAddress": "w-$(POD_INDEX).example.com:3092$(POD_INDEX)", "registration": UPSTREAMS},
+        {"publicAddress": "w-$(HOME).example.com:9202", "registration": UPSTREAMS},
+        "spec.publicAddress",
+    ),
+    "drain timeout is a duration": (
+        {"drain": {"timeout": "1h30m"}, "registration": UPSTREAMS},
+        {"drain": {"timeout": "5 minutes"}, "registration": UPSTREAMS},
+        "spec.drain.timeout",
+    ),
+    "drain timeout is at most 24h": (
+        {"drain": {"timeout": "24h"}, "registration": UPSTREAMS},
+        {"drain": {"timeout": "24h1s"}, "registration": UPSTREAMS},
+        "spec.drain.timeout must be at most 24h",
+    ),
+    "tag keys draining and config_revision are reserved": (
+        {"tags": {"drain": "x"}, "registration": UPSTREAMS},
+        {"tags": {"draining": "true"}, "registration": UPSTREAMS},
+        "spec.tags keys draining and config_revision are reserved",
+    ),
     "NodePort needs a public address": (
         {
             "service": {"type": "NodePort"},

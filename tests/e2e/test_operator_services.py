@@ -163,6 +163,7 @@ def test_service_becomes_target_with_alias_and_follows_rename_and_removal(
     assert all(t["address"] == cluster_ip for t in by_port.values())
     assert by_port[8080]["egress_worker_filter"] == (
         f'"{NAMESPACE}" in "/tags/namespace" and "kubernetes" in "/tags/type"'
+        ' and "true" not in "/tags/draining"'
     )
     assert wait_for(lambda: f"metrics.{alias}" in aliases(boundary_cli), timeout=30)
     assert aliases(boundary_cli)[alias]["destination_id"] == by_port[8080]["id"]

@@ -38,7 +38,7 @@ from kind_harness import (
 from boundary_devstack.agent_process import LocalAgent, local_agent
 from boundary_devstack.clients import Kubectl
 from boundary_devstack.net import http_ok
-from boundary_devstack.process import ManagedProcess
+from boundary_devstack.process import ManagedProcess, unmarked_environment
 from boundary_devstack.pytest_plugin import default_bin_dir
 from boundary_devstack.stack import LocalStack, StackEnv
 
@@ -55,7 +55,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 def engine() -> Engine:
     """The project's dockerd, started if it is not running. Left running: other test sessions
     (other checkouts) may share it; `make test` and `make e2e-kind` stop it when they end."""
-    run(ENGINE, "start")
+    # Without the session's marker: no_process_left_behind (tests/conftest.py) would otherwise
+    # kill the shared dockerd this session happened to start (it did, once).
+    run(ENGINE, "start", env=unmarked_environment())
     return Engine(run(ENGINE, "host"), run(ENGINE, "address"))
 
 

@@ -7,8 +7,9 @@ import os
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from boundary_devstack.clients import Kubectl
+from boundary_devstack.clients import BoundaryCLI, CommandFailed, Kubectl
 from boundary_devstack.process import tail
 from boundary_devstack.pytest_plugin import default_bin_dir
 
@@ -41,6 +42,17 @@ def run(*argv: str | Path, env: dict[str, str] | None = None, timeout: float = 1
             f"{result.stderr[-3000:]}\n{result.stdout[-2000:]}"
         )
     return result.stdout.strip()
+
+
+def boundary_worker(cli: BoundaryCLI, worker_id: str) -> dict[str, Any] | None:
+    """The controller's record of a worker; None once it is deregistered."""
+    try:
+        item: dict[str, Any] = cli("workers", "read", "-id", worker_id)["item"]
+    except CommandFailed as exc:
+        if "404" in exc.stderr or "not found" in exc.stderr.lower():
+            return None
+        raise
+    return item
 
 
 def offline_images() -> bool:

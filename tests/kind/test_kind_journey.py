@@ -11,7 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kind_harness import CLUSTER, WORKER_NODE_PORT, WORKER_UID, Engine, KindCluster
+from kind_harness import (
+    CLUSTER,
+    WORKER_NODE_PORT,
+    WORKER_UID,
+    Engine,
+    KindCluster,
+    boundary_worker,
+)
 
 from boundary_devstack import through_agent
 from boundary_devstack.agent_process import LocalAgent
@@ -33,16 +40,6 @@ def worker_status(cluster: KindCluster) -> dict[str, Any]:
 
 def condition(status: dict[str, Any], kind: str) -> str:
     return next((c["status"] for c in status.get("conditions", []) if c["type"] == kind), "")
-
-
-def boundary_worker(cli: BoundaryCLI, worker_id: str) -> dict[str, Any] | None:
-    try:
-        item: dict[str, Any] = cli("workers", "read", "-id", worker_id)["item"]
-    except CommandFailed as exc:
-        if "404" in exc.stderr or "not found" in exc.stderr.lower():
-            return None
-        raise
-    return item
 
 
 def our_boundary_workers(cli: BoundaryCLI) -> list[str]:

@@ -3,13 +3,17 @@ running stack. Tests and the demo use these, so they exercise the same programs 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from boundary_devstack.net import free_port, tcp_open
+from boundary_devstack.process import ManagedProcess
 from boundary_devstack.stack import StackEnv
 
 
@@ -134,3 +138,24 @@ class BoundaryCLI:
         argv = [self.binary, *args, "-format", "json", "-token", "env://BK_BOUNDARY_TOKEN"]
         stdout = _run(argv, self.env(), None, timeout).stdout
         return json.loads(stdout) if stdout.strip() else None
+
+    @contextlib.contextmanager
+    def connect(
+        self, authorization_token: str, log_path: Path, timeout: float = 30
+    ) -> Iterator[int]:
+        """`boundary connect` for a session authorized beforehand, listening on 127.0.0.1
+        until the block ends: its port. Each TCP connection to it is one proxied connection,
+        through the first worker the session names. The token goes through the environment."""
+        port = free_port()
+        process = ManagedProcess(
+            "boundary-connect",
+            [self.binary, "connect", "-listen-addr", "127.0.0.1", "-listen-port", str(port)],
+            log_path=log_path,
+            env={**self.env(), "BOUNDARY_CONNECT_AUTHZ_TOKEN": authorization_token},
+        )
+        process.start()
+        try:
+            process.wait_healthy(lambda: tcp_open("127.0.0.1", port), timeout)
+            yield port
+        finally:
+            process.stop()

@@ -2,7 +2,7 @@
 a kubelet would, because this machine has no container runtime.
 
 - Environment: literal values with $(VAR) expansion, fieldRef (metadata.name,
-  metadata.namespace, status.podIP), secretKeyRef and configMapKeyRef.
+  metadata.namespace, metadata.labels['...'], status.podIP), secretKeyRef and configMapKeyRef.
 - Volumes: ConfigMap and Secret volumes are written to a temporary directory; emptyDir is a
   temporary directory; a PersistentVolumeClaim maps to a directory keyed by the claim's uid under
   the state directory, so it survives restarts of the runner and a new claim starts empty.
@@ -96,6 +96,9 @@ class PodRunner:
             "metadata.namespace": self.namespace,
             "status.podIP": self.address,
         }
+        labels = self.pod["metadata"].get("labels") or {}
+        # A missing label reads as "", as the kubelet gives it.
+        fields |= {f"metadata.labels['{key}']": value for key, value in labels.items()}
         env: dict[str, str] = {}
         for item in container.get("env") or []:
             name = item["name"]
@@ -105,6 +108,8 @@ class PodRunner:
             source = item.get("valueFrom") or {}
             if "fieldRef" in source:
                 path = source["fieldRef"]["fieldPath"]
+                if path.startswith("metadata.labels['"):
+                    fields.setdefault(path, "")
                 if path not in fields:
                     raise PodRunError(f"env {name}: fieldRef {path} is not supported")
                 env[name] = fields[path]
@@ -168,16 +173,14 @@ class PodRunner:
         self, container: dict[str, Any], volumes: dict[str, Path], env: dict[str, str]
     ) -> str:
         lines = ["set -eu", f"mkdir -p {MOUNT_ROOT}", f"mount -t tmpfs tmpfs {MOUNT_ROOT}"]
-        # The image's binary, as the container sees it. Bound before any volume is mounted:
+        # The image's binaries, as the container sees them. Bound before any volume is mounted:
         # an emptyDir on /tmp would otherwise hide a binary that lives under the host's /tmp.
-        binary = self.image_binary(container)
-        if binary is not None:
+        binaries = self.image_binaries(container)
+        if binaries:
+            lines.append(f"mkdir -p {RUNNER_BIN}")
+        for binary in binaries:
             target = shlex.quote(f"{RUNNER_BIN}/{binary.name}")
-            lines += [
-                f"mkdir -p {RUNNER_BIN}",
-                f"touch {target}",
-                f"mount --bind {shlex.quote(str(binary))} {target}",
-            ]
+            lines += [f"touch {target}", f"mount --bind {shlex.quote(str(binary))} {target}"]
         for mount in container.get("volumeMounts") or []:
             path = mount["mountPath"]
             if not (path == MOUNT_ROOT or path.startswith(MOUNT_ROOT + "/") or path == "/tmp"):
@@ -206,17 +209,18 @@ class PodRunner:
         command += [expand(a, env) for a in (container.get("args") or [])]
         if not command:
             raise PodRunError("the container has no command; the runner cannot know the image's")
-        if self.image_binary(container) is not None:
+        if "/" not in command[0] and (self.bin_dir / command[0]).exists():
             command[0] = f"{RUNNER_BIN}/{command[0]}"
         return command
 
-    def image_binary(self, container: dict[str, Any]) -> Path | None:
-        """The host program standing in for the image's command (boundary from STACK_BIN)."""
-        command = container.get("command") or []
-        if not command or "/" in command[0]:
-            return None
-        binary = self.bin_dir / command[0]
-        return binary.resolve() if binary.exists() else None
+    def image_binaries(self, container: dict[str, Any]) -> list[Path]:
+        """The host programs standing in for the image's (boundary from STACK_BIN): the command,
+        or the words of a `/bin/sh -c` script, that name a program of the bin directory. The
+        script finds them on PATH, where RUNNER_BIN comes first."""
+        command = [str(part) for part in container.get("command") or []]
+        words = shlex.split(command[2]) if command[:2] == ["/bin/sh", "-c"] else command[:1]
+        found = {self.bin_dir / w for w in words if w and "/" not in w}
+        return sorted(path.resolve() for path in found if path.exists())
 
     def run(self) -> int:
         container = self.container()
@@ -228,7 +232,7 @@ class PodRunner:
             unshare.insert(1, "--map-root-user")
         child_env = {
             **env,
-            "PATH": f"{self.bin_dir}:/usr/local/bin:/usr/bin:/bin",
+            "PATH": f"{RUNNER_BIN}:{self.bin_dir}:/usr/local/bin:/usr/bin:/bin",
             "HOME": "/tmp",
         }
         argv = [*unshare, "/bin/sh", "-c", script, "pod", *self.argv(container, env)]

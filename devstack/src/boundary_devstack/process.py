@@ -36,6 +36,17 @@ def ensure_system_user(name: str) -> None:
         subprocess.run(["useradd", "--system", "--no-create-home", name], check=True)
 
 
+TEST_SESSION_VARIABLE = "BK_TEST_SESSION"
+"""Environment variable a test session marks the processes it starts with (tests/conftest.py):
+any still alive at its end were left behind. Something meant to outlive the session (the shared
+dockerd) is started without it."""
+
+
+def unmarked_environment() -> dict[str, str]:
+    """This process's environment without the test session's marker."""
+    return {k: v for k, v in os.environ.items() if k != TEST_SESSION_VARIABLE}
+
+
 def processes_marked(marker: str) -> dict[int, str]:
     """Live processes whose environment (as they were started) holds `marker` ("NAME=value"),
     by pid, with their command line: what a test session started, daemons included."""

@@ -58,6 +58,7 @@ _KINDS: dict[str, tuple[str, str]] = {
     "PersistentVolumeClaim": ("api/v1", "persistentvolumeclaims"),
     "Event": ("api/v1", "events"),
     "StatefulSet": ("apis/apps/v1", "statefulsets"),
+    "PodDisruptionBudget": ("apis/policy/v1", "poddisruptionbudgets"),
     "BoundaryPKIWorker": ("apis/workers.boundaryproject.io/v1alpha1", "boundarypkiworkers"),
 }
 

@@ -24,6 +24,7 @@ from boundary_operator.kube import (
     default_source,
 )
 from boundary_operator.metrics import serve as serve_metrics
+from boundary_operator.naming import WORKER_POD_LABELS, label_selector
 from boundary_operator.runtime import Runtime
 from boundary_operator.settings import OperatorSettings
 
@@ -116,6 +117,8 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # a little after the server would have ended it, not left hanging forever.
     settings.watching.client_timeout = WATCH_SERVER_TIMEOUT + 30
     settings.watching.connect_timeout = 10
+    # The pod watch (workers/handlers.py) asks the apiserver for worker pods only.
+    settings.watching.label_selectors["v1", "pods"] = label_selector(WORKER_POD_LABELS)
     settings.networking.connect_timeout = 10
     settings.networking.request_timeout = 60
 

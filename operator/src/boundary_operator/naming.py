@@ -9,6 +9,14 @@ MANAGED_BY = "boundary-operator"
 OWNER_MARKER = "boundary-k8s"
 """Prefix of the description of every Boundary object the operator creates."""
 
+DRAINING_TAG, DRAINING_MARK = "draining", "true"
+"""API tag the operator adds to one of its Boundary workers while that worker's pod is stopping;
+the egress filters the operator writes leave such workers out."""
+CONFIG_REVISION_TAG = "config_revision"
+"""Config tag carrying a digest of the reloadable configuration (tags and upstreams): the worker
+record shows which configuration the running worker has loaded."""
+RESERVED_TAGS = (DRAINING_TAG, CONFIG_REVISION_TAG)
+
 _BAD = re.compile(r"[^a-z0-9-]+")
 
 
@@ -35,7 +43,17 @@ def parse_owner_marker(description: str, *required: str) -> dict[str, str] | Non
 def worker_selector_labels(name: str) -> dict[str, str]:
     """The labels that select a BoundaryPKIWorker's pods. Never changes with image or version:
     a StatefulSet's selector is immutable."""
-    return {"app.kubernetes.io/name": "boundary-worker", "app.kubernetes.io/instance": name}
+    return {
+        "app.kubernetes.io/name": WORKER_POD_LABELS["app.kubernetes.io/name"],
+        "app.kubernetes.io/instance": name,
+    }
+
+
+WORKER_POD_LABELS = {
+    "app.kubernetes.io/managed-by": MANAGED_BY,
+    "app.kubernetes.io/name": "boundary-worker",
+}
+"""Labels every worker pod the operator makes carries: its pod watch asks for those only."""
 
 
 def label_selector(labels: dict[str, str]) -> str:
@@ -60,3 +78,7 @@ def headless_service_name(name: str) -> str:
 
 def proxy_service_name(name: str) -> str:
     return f"{name}-proxy"
+
+
+def disruption_budget_name(name: str) -> str:
+    return name

@@ -22,6 +22,7 @@ from boundary_operator.services.desired import SyncSettings
 from boundary_operator.services.publisher import ServicePublisher
 from boundary_operator.services.sync import ServiceSync
 from boundary_operator.settings import OperatorSettings
+from boundary_operator.workers.reloading import ReloadWatch
 
 log = logging.getLogger("boundary_operator")
 
@@ -41,6 +42,11 @@ class Runtime:
     _publisher: ServicePublisher | None = None
     resync_task: asyncio.Task[None] | None = None
     locks: defaultdict[str, asyncio.Lock] = field(default_factory=lambda: defaultdict(asyncio.Lock))
+    reloads: ReloadWatch = field(default_factory=ReloadWatch)
+    """Which workers have not loaded their new configuration yet, across reconciles."""
+    pod_states: dict[str, tuple[bool, bool]] = field(default_factory=dict)
+    """Worker pods by uid: (stopping, ready) as last handled, so the pod watch acts on changes
+    of these only."""
 
     def __copy__(self) -> Runtime:
         return self

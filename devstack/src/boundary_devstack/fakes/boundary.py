@@ -17,6 +17,9 @@ tests/e2e/test_boundary_contract.py):
   with Retry-After; `throttle(n, retry_after)` makes the next n calls of any kind answer 429;
 - authorize-session takes a target id or an alias value and answers `{"item": ...}` with a
   decodable authorization token;
+- a worker's API tags are added and removed with its version (each change bumps it); its
+  canonical tags merge its config tags (`report_config_tags`, what a running worker reports)
+  and API tags; a tag change at a stale version answers 500, as the real controller does;
 - a token that ended (revoked through auth-tokens, or by `expire_tokens`) is answered like an
   unknown caller: 403 PermissionDenied, as the real controller does, not 401.
 
@@ -50,6 +53,7 @@ AUTH_METHOD, LOGIN, PASSWORD = "ampw_1234567890", "admin", "password"
 USER = "u_1234567890"
 
 JSON = dict[str, Any]
+_TAG_ACTIONS = ("add-worker-tags", "remove-worker-tags", "set-worker-tags")
 
 
 class Answer(Exception):
@@ -145,6 +149,12 @@ class FakeController:
     def objects(self, collection: str) -> dict[str, JSON]:
         return self._collections[collection].items
 
+    def report_config_tags(self, worker_id: str, tags: dict[str, list[str]]) -> None:
+        """The config tags a running worker reports from its worker.hcl (no version change)."""
+        worker = self._collections["workers"].items[worker_id]
+        worker["config_tags"] = {k: list(v) for k, v in tags.items()}
+        self._canonical(worker)
+
     @property
     def total_writes(self) -> int:
         return sum(self.writes.values())
@@ -225,6 +235,8 @@ class FakeController:
             return 204, None
         if action == "authorize-session":
             return 200, {"item": self._authorize(item)}
+        if action in _TAG_ACTIONS and name == "workers":
+            return 200, self._worker_tags(item, action, body)
         if method == "PATCH" and not set(body) - {"version"}:
             raise Answer(
                 400,
@@ -310,7 +322,14 @@ class FakeController:
             if action != "create:controller-led":
                 raise Answer(400, "InvalidArgument", "only controller-led creation is served")
             self._unique(name, "name", body.get("name"), None)
-            item.update(scope_id="global", type="pki", release_version="")
+            item.update(
+                scope_id="global",
+                type="pki",
+                release_version="",
+                config_tags={},
+                api_tags={},
+                canonical_tags={},
+            )
             created = self._touch(name, item)
             token = f"neslat_{next(self._ids)}fake"
             return {**created, "controller_generated_activation_token": token}
@@ -344,6 +363,40 @@ class FakeController:
             item["attributes"] = {**item.get("attributes", {}), **attributes}
         item.update(changes)
         return self._public(self._touch(name, item))
+
+    def _worker_tags(self, worker: JSON, action: str, body: JSON) -> JSON:
+        if body.get("version") != worker["version"]:
+            raise Answer(
+                500,
+                "Internal",
+                "Unable to add worker tags in repo: server.(Repository).AddWorkerTags: "
+                "updated worker version and 0 rows updated: db.Update: unknown, unknown: "
+                "error #0",
+            )
+        tags: dict[str, list[str]] = {k: list(v) for k, v in worker["api_tags"].items()}
+        change = body.get("api_tags") or {}
+        if action == "set-worker-tags":
+            tags = {k: list(v) for k, v in change.items()}
+        for key, values in change.items():
+            if action == "add-worker-tags":
+                tags[key] = tags.get(key, []) + [v for v in values if v not in tags.get(key, [])]
+            elif action == "remove-worker-tags":
+                tags[key] = [v for v in tags.get(key, []) if v not in values]
+                if not tags[key]:
+                    del tags[key]
+        worker["api_tags"] = tags
+        self._canonical(worker)
+        return self._public(self._touch("workers", worker))
+
+    @staticmethod
+    def _canonical(worker: JSON) -> None:
+        merged: dict[str, list[str]] = {}
+        for source in (worker.get("config_tags") or {}, worker.get("api_tags") or {}):
+            for key, values in source.items():
+                merged[key] = merged.get(key, []) + [
+                    v for v in values if v not in merged.get(key, [])
+                ]
+        worker["canonical_tags"] = merged
 
     def _delete(self, name: str, resource_id: str) -> None:
         collection = self._collections[name]

@@ -15,6 +15,7 @@ from boundary_api import (
     PermissionDenied,
     RateLimited,
     StaleVersion,
+    Unavailable,
 )
 from boundary_api.client import BoundaryClient
 from boundary_api.ports import BoundaryPort
@@ -208,8 +209,39 @@ async def credential_sources_are_on_reads_not_in_listings(
         await boundary.credential_stores.delete(store.id)
 
 
+async def worker_api_tags_change_with_the_version(
+    boundary: BoundaryPort, project: str, tag: str
+) -> None:
+    """What the draining mark relies on: API tags added and removed at the worker's version,
+    shown in api_tags and canonical_tags; a stale version is refused (with a 500)."""
+    created = await boundary.workers.create_controller_led(f"{tag}-tags")
+    try:
+        marked = await boundary.workers.add_tags(
+            created.id, created.version, {"draining": ["true"]}
+        )
+        assert marked.version == created.version + 1
+        assert marked.api_tags == {"draining": ["true"]}
+        assert marked.canonical_tags.get("draining") == ["true"]
+        assert (await boundary.workers.read(created.id)).api_tags == {"draining": ["true"]}
+        stale = await _raises(
+            Unavailable, boundary.workers.add_tags(created.id, created.version, {"x": ["y"]})
+        )
+        assert isinstance(stale, Unavailable)
+        assert stale.status == 500
+        assert "Unable to add worker tags" in stale.message
+        unmarked = await boundary.workers.remove_tags(
+            created.id, marked.version, {"draining": ["true"]}
+        )
+        assert unmarked.version == marked.version + 1
+        assert unmarked.api_tags == {}
+        assert "draining" not in unmarked.canonical_tags
+    finally:
+        await boundary.workers.delete(created.id)
+
+
 BOUNDARY_SCENARIOS = [
     unique_names_answer_400_with_the_real_message,
+    worker_api_tags_change_with_the_version,
     credential_sources_are_on_reads_not_in_listings,
     stale_versions_and_missing_objects_answer_404,
     listings_page_and_deltas_carry_changes_and_removals,

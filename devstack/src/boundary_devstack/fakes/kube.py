@@ -14,7 +14,8 @@ on, each checked against the real apiserver by the contract tests
 
 `writes` counts the write calls by verb, as the operator's metrics do; `events` keeps the Events
 posted. `run_stateful_sets()` plays the StatefulSet controller and kubelet: pods appear Running
-for each ordinal and go above the replica count."""
+and Ready for each ordinal and go above the replica count (a pod marked stopping goes, as a
+drained pod does), and the StatefulSet's status says the rollout is done."""
 
 from __future__ import annotations
 
@@ -217,6 +218,12 @@ class FakeKube:
                 continue
             replicas = int(sts["spec"].get("replicas", 0))
             labels = sts["spec"]["template"]["metadata"]["labels"]
+            for (k, ns, pod), body in list(self.objects.items()):
+                if k == "Pod" and ns == namespace and pod.startswith(f"{name}-"):
+                    suffix = pod.rsplit("-", 1)[1]
+                    stopping = body["metadata"].get("deletionTimestamp")
+                    if stopping or (suffix.isdigit() and int(suffix) >= replicas):
+                        self.remove("Pod", namespace, pod)
             for ordinal in range(replicas):
                 pod = f"{name}-{ordinal}"
                 if ("Pod", namespace, pod) not in self.objects:
@@ -224,15 +231,25 @@ class FakeKube:
                         {
                             "apiVersion": "v1",
                             "kind": "Pod",
-                            "metadata": {"name": pod, "namespace": namespace, "labels": labels},
-                            "status": {"phase": "Running"},
+                            "metadata": {
+                                "name": pod,
+                                "namespace": namespace,
+                                "labels": {**labels, "apps.kubernetes.io/pod-index": str(ordinal)},
+                            },
+                            "status": {
+                                "phase": "Running",
+                                "conditions": [{"type": "Ready", "status": "True"}],
+                            },
                         }
                     )
-            for (k, ns, pod), _ in list(self.objects.items()):
-                if k == "Pod" and ns == namespace and pod.startswith(f"{name}-"):
-                    suffix = pod.rsplit("-", 1)[1]
-                    if suffix.isdigit() and int(suffix) >= replicas:
-                        self.remove("Pod", namespace, pod)
+            generation = sts["metadata"].get("generation", 1)
+            status = {
+                "observedGeneration": generation,
+                "currentRevision": f"{name}-{generation}",
+                "updateRevision": f"{name}-{generation}",
+            }
+            if sts.get("status") != status:
+                self.put({**sts, "status": status})
 
     # ------------------------------------------------------------------ internals
 

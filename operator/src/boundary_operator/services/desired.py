@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from boundary_operator import naming
 from boundary_operator.manifest import Manifest
 
 PREFIX = "boundaryproject.io/"
@@ -161,6 +162,9 @@ def desired_targets(
         egress = f'"{worker}" in "/tags/boundary_pki_worker" and "{namespace}" in "/tags/namespace"'
     else:
         egress = f'"{namespace}" in "/tags/namespace" and "kubernetes" in "/tags/type"'
+    # A worker whose pod is stopping carries the draining tag: no new session goes to it. A
+    # worker without the key passes (go-bexpr: "not in" a missing key is true).
+    egress += f' and "{naming.DRAINING_MARK}" not in "/tags/{naming.DRAINING_TAG}"'
 
     credentials = None
     secret_name = annotations.get(CREDENTIALS_SECRET)

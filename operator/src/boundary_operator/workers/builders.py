@@ -22,6 +22,8 @@ CONFIG_DIR = "/opt/boundary/config"
 DATA_DIR = "/opt/boundary/data"
 TOKEN_PATH = "/opt/boundary/token/activation-token"  # noqa: S105 - a path
 CONFIG_FILE = "worker.hcl"
+POD_INDEX_LABEL = "apps.kubernetes.io/pod-index"
+"""Set by the StatefulSet controller on each pod (Kubernetes 1.28 and later): its ordinal."""
 
 _TEMPLATES = jinja2.Environment(
     loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
@@ -81,8 +83,8 @@ def _metadata(ctx: WorkerContext, name: str, **extra: Any) -> Manifest:
     }
 
 
-def worker_tags(ctx: WorkerContext) -> list[tuple[str, list[str]]]:
-    """The user's tags plus the defaults, merged per key, in a stable order."""
+def _merged_tags(ctx: WorkerContext) -> dict[str, list[str]]:
+    """The user's tags plus the defaults, merged per key."""
     tags = ctx.spec.normalised_tags()
     defaults = {
         "type": ["kubernetes"],
@@ -91,6 +93,25 @@ def worker_tags(ctx: WorkerContext) -> list[tuple[str, list[str]]]:
     }
     for key, values in defaults.items():
         tags[key] = tags.get(key, []) + [v for v in values if v not in tags.get(key, [])]
+    return tags
+
+
+def config_revision(ctx: WorkerContext) -> str:
+    """A digest of what a running worker reloads on SIGHUP (its tags and initial_upstreams;
+    Worker.Reload in Boundary's internal/daemon/worker/worker.go): the worker reports it back
+    as a tag, so its Boundary record shows which of these it has loaded."""
+    reloadable = {
+        "tags": sorted(_merged_tags(ctx).items()),
+        "upstreams": ctx.spec.registration.initial_upstreams or [],
+    }
+    return hashlib.sha256(json.dumps(reloadable).encode()).hexdigest()[:12]
+
+
+def worker_tags(ctx: WorkerContext) -> list[tuple[str, list[str]]]:
+    """The worker's config tags in a stable order: the user's merged with the defaults, and
+    the configuration revision."""
+    tags = _merged_tags(ctx)
+    tags[naming.CONFIG_REVISION_TAG] = [config_revision(ctx)]
     return sorted(tags.items())
 
 
@@ -110,14 +131,15 @@ def render_worker_hcl(ctx: WorkerContext) -> str:
 
 
 def restart_checksum(ctx: WorkerContext) -> str:
-    """Hash of the configuration that needs a restart to take effect. Tags are left out: a tag
-    change is reloaded in place (SIGHUP), so it must not roll the pods."""
-    without_tags = ctx.spec.model_copy(update={"tags": {}})
+    """Hash of the worker.hcl settings that need a restart to take effect. Tags and
+    initial_upstreams are left out: a running worker reloads them (SIGHUP from
+    boundary-worker-supervisor when the mounted file changes), so they must not roll the pods."""
+    registration = ctx.spec.registration.model_copy(update={"initial_upstreams": None})
     plain = WorkerContext(
         name=ctx.name,
         namespace=ctx.namespace,
         uid=ctx.uid,
-        spec=without_tags,
+        spec=ctx.spec.model_copy(update={"tags": {}, "registration": registration}),
         default_image=ctx.default_image,
     )
     return hashlib.sha256(render_worker_hcl(plain).encode()).hexdigest()[:16]
@@ -215,6 +237,32 @@ def _field_env(name: str, path: str) -> Manifest:
     return {"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}}
 
 
+SUPERVISOR = "boundary-worker-supervisor"
+STOP_MARGIN_SECONDS = 30
+"""Termination grace beyond the drain timeout: Boundary closing what is left and exiting."""
+MIN_READY_SECONDS = 10
+"""How long a new pod is Ready before a rollout stops the next one: time for the operator to
+lift the new worker's draining mark before it puts one on the next."""
+
+
+def worker_command(ctx: WorkerContext) -> list[str]:
+    """`boundary server` under boundary-worker-supervisor (images/worker-supervisor) when the
+    image has it: it reloads the worker on SIGHUP when the mounted worker.hcl changes, and ends
+    a drain that outlasts spec.drain.timeout. Other images (the upstream hashicorp/boundary)
+    run `boundary server` alone: the operator then sees that the worker did not report the new
+    configuration revision and restarts it, and the kubelet's SIGKILL ends a long drain."""
+    config = f"{CONFIG_DIR}/{CONFIG_FILE}"
+    server = f"boundary server -config={config}"
+    supervised = (
+        f"{SUPERVISOR} -watch {config} -drain-timeout {ctx.spec.drain.timeout_seconds}s -- {server}"
+    )
+    return [
+        "/bin/sh",
+        "-c",
+        f"if command -v {SUPERVISOR} >/dev/null; then exec {supervised}; fi; exec {server}",
+    ]
+
+
 def build_stateful_set(ctx: WorkerContext) -> Manifest:
     template = ctx.spec.pod_template
     storage = ctx.spec.resources.storage
@@ -231,7 +279,9 @@ def build_stateful_set(ctx: WorkerContext) -> Manifest:
     pod_spec: Manifest = {
         "serviceAccountName": "default",
         "automountServiceAccountToken": False,
-        "terminationGracePeriodSeconds": 60,
+        # On SIGTERM Boundary drains: it takes no new session and exits once its connections
+        # end. The grace period lets it, for spec.drain.timeout.
+        "terminationGracePeriodSeconds": ctx.spec.drain.timeout_seconds + STOP_MARGIN_SECONDS,
         "securityContext": {
             "runAsNonRoot": True,
             "seccompProfile": {"type": "RuntimeDefault"},
@@ -243,11 +293,13 @@ def build_stateful_set(ctx: WorkerContext) -> Manifest:
             {
                 "name": "worker",
                 "image": ctx.spec.image or ctx.default_image,
-                "command": ["boundary", "server", f"-config={CONFIG_DIR}/{CONFIG_FILE}"],
+                "command": worker_command(ctx),
                 "env": [
                     _field_env("POD_NAME", "metadata.name"),
                     _field_env("POD_NAMESPACE", "metadata.namespace"),
                     _field_env("POD_IP", "status.podIP"),
+                    # The ordinal, for a publicAddress per replica ("w-$(POD_INDEX).example").
+                    _field_env("POD_INDEX", f"metadata.labels['{POD_INDEX_LABEL}']"),
                     {"name": "BOUNDARY_WORKER_PUBLIC_ADDR", "value": public_address(ctx)},
                     {"name": "SKIP_SETCAP", "value": "true"},
                     *template.env,
@@ -312,6 +364,11 @@ def build_stateful_set(ctx: WorkerContext) -> Manifest:
             "serviceName": naming.headless_service_name(ctx.name),
             "replicas": ctx.spec.replicas,
             "podManagementPolicy": "Parallel",
+            # A rollout replaces one pod at a time, highest ordinal first, each once the one
+            # before is Ready (readiness is the worker's upstream connection) for
+            # MIN_READY_SECONDS; every stopping pod drains first.
+            "updateStrategy": {"type": "RollingUpdate"},
+            "minReadySeconds": MIN_READY_SECONDS,
             "selector": {"matchLabels": ctx.selector_labels},
             # A replica's auth storage is useless once its Boundary worker is deregistered
             # (scale down, deletion); keeping it would make a new token be ignored.
@@ -336,6 +393,17 @@ def build_stateful_set(ctx: WorkerContext) -> Manifest:
     }
 
 
+def build_disruption_budget(ctx: WorkerContext) -> Manifest:
+    """A node drain evicts one worker pod at a time, so the others keep taking sessions while
+    it drains."""
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _metadata(ctx, naming.disruption_budget_name(ctx.name)),
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": ctx.selector_labels}},
+    }
+
+
 def build_all(ctx: WorkerContext, tokens: dict[str, str]) -> list[Manifest]:
     return [
         build_config_map(ctx),
@@ -343,6 +411,7 @@ def build_all(ctx: WorkerContext, tokens: dict[str, str]) -> list[Manifest]:
         build_headless_service(ctx),
         build_proxy_service(ctx),
         build_stateful_set(ctx),
+        build_disruption_budget(ctx),
     ]
 
 

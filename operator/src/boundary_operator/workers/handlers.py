@@ -3,18 +3,23 @@ into status, Events and retries. Each gets the Runtime as kopf's memo."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import kopf
 
 from boundary_api import BoundaryError
+from boundary_operator import naming
 from boundary_operator.conditions import Condition
 from boundary_operator.kube import KubeError
 from boundary_operator.metrics import count_reconcile
 from boundary_operator.naming import GROUP
 from boundary_operator.runtime import Runtime
+from boundary_operator.workers import draining
 from boundary_operator.workers.reconcile import WorkerService
-from boundary_operator.workers.status import SyncResult, status_update
+from boundary_operator.workers.status import Event, SyncResult, status_update
+
+log = logging.getLogger("boundary_operator.workers")
 
 RESOURCE = (GROUP, "v1alpha1", "boundarypkiworkers")
 STATUS_INTERVAL = 10.0
@@ -25,7 +30,12 @@ def _backoff(retry: int) -> float:
 
 
 async def _service(runtime: Runtime) -> WorkerService:
-    return WorkerService(runtime.kube, await runtime.boundary(), runtime.settings)
+    return WorkerService(runtime.kube, await runtime.boundary(), runtime.settings, runtime.reloads)
+
+
+def _post(body: Any, events: list[Event]) -> None:
+    for event in events:
+        kopf.event(body, type=event.type, reason=event.reason, message=event.message)
 
 
 def _report(body: kopf.Body, patch: kopf.Patch, result: SyncResult) -> None:
@@ -33,8 +43,7 @@ def _report(body: kopf.Body, patch: kopf.Patch, result: SyncResult) -> None:
     status, events = status_update(dict(body), result)
     if status is not None:
         patch.status.update(status)
-    for event in [*result.events, *events]:
-        kopf.event(body, type=event.type, reason=event.reason, message=event.message)
+    _post(body, [*result.events, *events])
 
 
 async def _reconcile(
@@ -98,3 +107,36 @@ async def teardown(memo: Runtime, body: kopf.Body, retry: int, **_: Any) -> None
     if waiting:
         raise kopf.TemporaryError(waiting, delay=3)
     kopf.info(body, reason="Deregistered", message="pods stopped and Boundary workers deleted")
+
+
+@kopf.on.event("", "v1", "pods", labels=naming.WORKER_POD_LABELS)
+async def worker_pod_changed(
+    memo: Runtime, event: kopf.RawEvent, body: kopf.Body, **_: Any
+) -> None:
+    """A worker pod started stopping, became Ready, or went: its Boundary worker's draining mark
+    follows at once, not at the next refresh (within 10 s), so that no new session is placed on
+    a worker that is going away."""
+    runtime = memo
+    meta = body["metadata"]
+    if event["type"] == "DELETED":
+        runtime.pod_states.pop(meta["uid"], None)
+        return
+    state = (draining.is_stopping(dict(body)), draining.is_ready(dict(body)))
+    if runtime.pod_states.get(meta["uid"]) == state:
+        return
+    name = (meta.get("labels") or {}).get(f"{GROUP}/worker")
+    if not name:
+        return
+    try:
+        resource = await runtime.kube.get("BoundaryPKIWorker", meta["namespace"], name)
+        if resource is None:
+            return
+        async with runtime.locks[resource["metadata"]["uid"]]:
+            events = await (await _service(runtime)).follow_pods(resource)
+    except (BoundaryError, KubeError) as exc:
+        # The refresh timer sets the marks too; it reports what fails.
+        await runtime.forget_login(exc)
+        log.warning("draining marks of %s/%s: %s", meta["namespace"], name, exc)
+        return
+    runtime.pod_states[meta["uid"]] = state
+    _post(resource, events)

@@ -8,6 +8,7 @@ token Secret only when its tokens change, and Boundary only when a worker is mis
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
 import logging
@@ -21,11 +22,13 @@ from boundary_operator.conditions import Condition
 from boundary_operator.kube import KubePort
 from boundary_operator.manifest import Manifest, covers
 from boundary_operator.settings import OperatorSettings
-from boundary_operator.workers import builders
+from boundary_operator.workers import builders, draining
+from boundary_operator.workers.reloading import RELOAD_GRACE_SECONDS, ReloadWatch, reported_revision
 from boundary_operator.workers.spec import WorkerSpec
 from boundary_operator.workers.status import (
     Event,
     SyncResult,
+    connected,
     replica_status,
     summarise,
 )
@@ -71,11 +74,21 @@ def _ordinals(value: str | None) -> set[int]:
 
 class WorkerService:
     def __init__(
-        self, kube: KubePort, boundary: BoundaryPort | None, settings: OperatorSettings
+        self,
+        kube: KubePort,
+        boundary: BoundaryPort | None,
+        settings: OperatorSettings,
+        reloads: ReloadWatch | None = None,
     ) -> None:
         self.kube = kube
         self.boundary = boundary
         self.settings = settings
+        self.reloads = reloads or ReloadWatch()
+
+    @staticmethod
+    def spec(body: Manifest) -> WorkerSpec:
+        """The resource's spec. Raises pydantic's ValidationError."""
+        return WorkerSpec.model_validate(body.get("spec") or {})
 
     def identity(self, body: Manifest) -> Identity:
         meta = body["metadata"]
@@ -93,6 +106,7 @@ class WorkerService:
             ("Service", naming.headless_service_name(name)),
             ("Service", naming.proxy_service_name(name)),
             ("StatefulSet", name),
+            ("PodDisruptionBudget", naming.disruption_budget_name(name)),
         ]
         return {(kind, n): await self.kube.get(kind, namespace, n) for kind, n in wanted}
 
@@ -110,7 +124,7 @@ class WorkerService:
         result = SyncResult()
         identity = self.identity(body)
         try:
-            spec = WorkerSpec.model_validate(body.get("spec") or {})
+            spec = self.spec(body)
         except ValidationError as exc:
             problems = "; ".join(
                 f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
@@ -185,19 +199,87 @@ class WorkerService:
         if reregister:
             await self._finish_reregistration(ctx, reregister, result)
 
-        pods = await self._pods(ctx)
+        pods = await self._pods(ctx.name, ctx.namespace)
         if registrar is not None:
             await self._scale_down(ctx, registrar, owned, pods, tokens, live, result)
+            result.events += await draining.sync_marks(
+                registrar.boundary.workers, ctx.name, spec.replicas, owned, pods
+            )
+            stateful_set = live[("StatefulSet", ctx.name)]
+            await self._restart_unreloaded(ctx, owned, pods, stateful_set, result)
         result.replicas = replica_status(ctx.name, spec.replicas, owned, pods)
         summarise(automatic=not plain_text and ref is None, result=result)
         return result
 
-    async def _pods(self, ctx: builders.WorkerContext) -> dict[str, Manifest]:
-        selector = naming.label_selector(naming.worker_selector_labels(ctx.name))
+    async def _pods(self, name: str, namespace: str) -> dict[str, Manifest]:
+        selector = naming.label_selector(naming.worker_selector_labels(name))
         return {
             p["metadata"]["name"]: p
-            for p in await self.kube.list("Pod", ctx.namespace, label_selector=selector)
+            for p in await self.kube.list("Pod", namespace, label_selector=selector)
         }
+
+    async def follow_pods(self, body: Manifest) -> list[Event]:
+        """What a worker pod's change asks at once (a pod watch calls this): the draining marks
+        of the resource's Boundary workers. The rest waits for the next reconcile."""
+        identity = self.identity(body)
+        registrar = self.registrar(identity)
+        try:
+            spec = self.spec(body)
+        except ValidationError:
+            return []
+        if registrar is None or spec.registration.mode != "automatic":
+            return []
+        owned = await registrar.owned()
+        pods = await self._pods(identity.name, identity.namespace)
+        return await draining.sync_marks(
+            registrar.boundary.workers, identity.name, spec.replicas, owned, pods
+        )
+
+    async def _restart_unreloaded(
+        self,
+        ctx: builders.WorkerContext,
+        owned: dict[int, Worker],
+        pods: dict[str, Manifest],
+        stateful_set: Manifest | None,
+        result: SyncResult,
+    ) -> None:
+        """Restart (with a drain) a worker that has not loaded the rendered configuration
+        revision RELOAD_GRACE_SECONDS after the operator first saw it differ: its image
+        cannot reload in place. One pod at a time, and never during a rollout."""
+        wanted = builders.config_revision(ctx)
+        now = datetime.datetime.now(datetime.UTC)
+        overdue = []
+        for ordinal in range(ctx.spec.replicas):
+            worker, pod = owned.get(ordinal), pods.get(naming.pod_name(ctx.name, ordinal))
+            if pod is None or draining.is_stopping(pod) or not connected(worker, now):
+                continue
+            assert worker is not None
+            replica = (ctx.uid, ordinal)
+            if reported_revision(worker) == wanted:
+                self.reloads.settled(replica)
+            elif self.reloads.waited(replica, wanted) >= RELOAD_GRACE_SECONDS:
+                overdue.append(ordinal)
+            else:
+                result.retry_after = min(result.retry_after or 30.0, 30.0)
+        serving = len(pods) == ctx.spec.replicas and all(
+            draining.is_ready(p) and not draining.is_stopping(p) for p in pods.values()
+        )
+        if not overdue or not serving or not _rolled_out(stateful_set):
+            return
+        ordinal = max(overdue)
+        worker, stale = owned[ordinal], naming.pod_name(ctx.name, ordinal)
+        await self.kube.delete("Pod", ctx.namespace, stale)
+        self.reloads.settled((ctx.uid, ordinal))
+        result.events.append(
+            Event(
+                "Warning",
+                "NotReloaded",
+                f"the worker of {stale} still reports configuration revision "
+                f"{reported_revision(worker) or '(none)'}, not {wanted}, "
+                f"{RELOAD_GRACE_SECONDS:.0f} s after the change: its image does not reload "
+                "in place (no boundary-worker-supervisor); restarting the pod, with a drain",
+            )
+        )
 
     async def _finish_reregistration(
         self, ctx: builders.WorkerContext, ordinals: set[int], result: SyncResult
@@ -275,6 +357,17 @@ class WorkerService:
                 await registrar.deregister(worker)
                 log.info("deleted Boundary worker %s (%s)", worker.name, worker.id)
         return None
+
+
+def _rolled_out(stateful_set: Manifest | None) -> bool:
+    """Whether the StatefulSet controller has finished rolling its pods to the template."""
+    if stateful_set is None:
+        return False
+    status = stateful_set.get("status") or {}
+    generation = stateful_set["metadata"].get("generation")
+    return status.get("observedGeneration") == generation and status.get(
+        "currentRevision"
+    ) == status.get("updateRevision")
 
 
 def _load_balancer_address(service: Manifest | None) -> str | None:

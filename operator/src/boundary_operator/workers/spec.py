@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
+
+from boundary_operator.naming import RESERVED_TAGS
+
+_DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+MAX_DRAIN_SECONDS = 24 * 3600
 
 
 class SpecModel(BaseModel):
@@ -71,6 +77,32 @@ class PodTemplate(SpecModel):
     env: list[dict[str, Any]] = Field(default_factory=list)
 
 
+def duration_seconds(value: str) -> int:
+    """Seconds of a duration written as the CRD allows: hours, minutes and seconds in that
+    order ("90s", "5m", "1h30m"). Raises ValueError."""
+    match = _DURATION.match(value)
+    if not value or match is None:
+        raise ValueError(f"{value!r} is not a duration such as 90s, 5m or 1h30m")
+    hours, minutes, seconds = (int(part or 0) for part in match.groups())
+    return hours * 3600 + minutes * 60 + seconds
+
+
+class Drain(SpecModel):
+    timeout: str = "5m"
+    """How long a stopping worker may keep serving its open connections before it is stopped."""
+
+    @field_validator("timeout")
+    @classmethod
+    def _timeout(cls, value: str) -> str:
+        if duration_seconds(value) > MAX_DRAIN_SECONDS:
+            raise ValueError(f"{value!r} is longer than 24h")
+        return value
+
+    @property
+    def timeout_seconds(self) -> int:
+        return duration_seconds(self.timeout)
+
+
 class WorkerSpec(SpecModel):
     replicas: int = 1
     image: str | None = None
@@ -80,6 +112,15 @@ class WorkerSpec(SpecModel):
     tags: dict[str, str | list[str]] = Field(default_factory=dict)
     service: ServiceSpec = Field(default_factory=ServiceSpec)
     pod_template: PodTemplate = Field(default_factory=PodTemplate)
+    drain: Drain = Field(default_factory=Drain)
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, value: dict[str, str | list[str]]) -> dict[str, str | list[str]]:
+        reserved = sorted(set(value) & set(RESERVED_TAGS))
+        if reserved:
+            raise ValueError(f"keys {', '.join(reserved)} are reserved for the operator")
+        return value
 
     def normalised_tags(self) -> dict[str, list[str]]:
         return {k: [v] if isinstance(v, str) else list(v) for k, v in self.tags.items()}

@@ -13,6 +13,7 @@ from boundary_api import Worker
 from boundary_operator import naming
 from boundary_operator.conditions import Condition, merge_conditions
 from boundary_operator.manifest import Manifest, rfc3339
+from boundary_operator.workers.reloading import reported_revision
 
 CONNECTED_WITHIN = datetime.timedelta(seconds=30)
 WARNING_WHEN_TRUE = frozenset({"PlainTextToken"})
@@ -36,6 +37,9 @@ class ReplicaStatus:
     last_status_time: str = ""
     release_version: str = ""
     upstream_connection_state: str = "UNKNOWN"
+    config_revision: str = ""
+    """The configuration revision the worker reports (its config_revision tag)."""
+    draining: bool = False
 
     def to_status(self) -> dict[str, Any]:
         return {
@@ -47,6 +51,8 @@ class ReplicaStatus:
             "lastStatusTime": self.last_status_time,
             "releaseVersion": self.release_version,
             "upstreamConnectionState": self.upstream_connection_state,
+            "configRevision": self.config_revision,
+            "draining": self.draining,
         }
 
 
@@ -61,6 +67,11 @@ class SyncResult:
     @property
     def connected(self) -> int:
         return sum(r.upstream_connection_state == "READY" for r in self.replicas)
+
+
+def draining_marked(worker: Worker) -> bool:
+    """Whether the worker carries the operator's draining mark (workers/draining.py)."""
+    return naming.DRAINING_MARK in worker.api_tags.get(naming.DRAINING_TAG, [])
 
 
 def connected(worker: Worker | None, now: datetime.datetime) -> bool:
@@ -87,6 +98,8 @@ def replica_status(
             status.upstream_connection_state = (
                 "READY" if connected(worker, now) else "NOT_CONNECTED"
             )
+            status.config_revision = reported_revision(worker)
+            status.draining = draining_marked(worker)
         out.append(status)
     return out
 
@@ -151,6 +164,22 @@ def _replicas(previous: list[dict[str, Any]], current: list[ReplicaStatus]) -> l
     return out
 
 
+def _revision_events(previous: list[dict[str, Any]], current: list[ReplicaStatus]) -> list[Event]:
+    """A replica's worker reporting another configuration revision: reloaded in place, or
+    restarted with it."""
+    before = {r.get("ordinal"): str(r.get("configRevision") or "") for r in previous}
+    events = []
+    for replica in current:
+        old = before.get(replica.ordinal, "")
+        if old and replica.config_revision and replica.config_revision != old:
+            message = (
+                f"the worker of {replica.pod} runs configuration revision "
+                f"{replica.config_revision} (was {old})"
+            )
+            events.append(Event("Normal", "ConfigurationLoaded", message))
+    return events
+
+
 def status_update(body: Manifest, result: SyncResult) -> tuple[dict[str, Any] | None, list[Event]]:
     """The status to write (None when it would not change) and the Events of the conditions
     that changed."""
@@ -166,7 +195,7 @@ def status_update(body: Manifest, result: SyncResult) -> tuple[dict[str, Any] | 
         status["replicas"] = _replicas(list(current.get("replicas") or []), result.replicas)
         status["connectedReplicas"] = result.connected
         status["readyReplicas"] = result.connected
-    events = []
+    events = _revision_events(list(current.get("replicas") or []), result.replicas)
     for condition in conditions:
         old = next((c for c in previous if c.get("type") == condition["type"]), None)
         if old is None or old.get("status") != condition["status"]:

@@ -21,6 +21,7 @@ worker {
 
   tags {
     boundary_pki_worker = ["edge"]
+    config_revision = ["69368e7199cd"]
     namespace = ["net"]
     region = ["eu-west-1"]
     type = ["edge", "kubernetes"]

@@ -21,6 +21,7 @@ worker {
 
   tags {
     boundary_pki_worker = ["edge"]
+    config_revision = ["036971288a67"]
     namespace = ["net"]
     type = ["kubernetes"]
   }
