@@ -22,7 +22,7 @@ from boundary_agent.protocol import (
     encode_client_handshake,
     new_tofu_token,
 )
-from boundary_agent.resolver import resolvectl_server
+from boundary_agent.resolver import forward_upstreams, resolvectl_server
 from boundary_agent.users import User
 from boundary_api import Alias
 from boundary_api.authdata import encode_varint, iter_fields
@@ -118,6 +118,26 @@ def test_handshake_result_with_unlimited_connections() -> None:
 )
 def test_resolvectl_server_keeps_the_port(host: str, port: int, server: str) -> None:
     assert resolvectl_server(host, port) == server
+
+
+def test_resolved_mode_forwards_to_resolveds_upstreams_not_back_through_its_stub(
+    tmp_path: Path,
+) -> None:
+    """/etc/resolv.conf names resolved's stub, which routes the alias domains to the agent: a
+    name there that is no alias, forwarded to it, came back to the agent until resolved gave
+    up (30 s, measured in the systemd container of tests/kind/laptop.py)."""
+    stub = tmp_path / "resolv.conf"
+    stub.write_text("nameserver 127.0.0.53\noptions edns0 trust-ad\n")
+    upstreams = tmp_path / "resolved-resolv.conf"
+    upstreams.write_text("nameserver 192.0.2.53\nnameserver 100.64.0.1\nsearch .\n")
+    resolved = parse_config(
+        'resolver_mode = "resolved"\ninterface_to_use = "boundary0"\n'
+        'dns_listen_addresses = ["100.64.0.1:53"]\n'
+    )
+    assert forward_upstreams(resolved, stub, upstreams) == [("192.0.2.53", 53)]
+    assert forward_upstreams(AgentConfig(), stub, upstreams) == [("127.0.0.53", 53)]
+    overridden = resolved.model_copy(update={"override_upstream_dns_servers": ["192.0.2.1:5353"]})
+    assert forward_upstreams(overridden, stub, upstreams) == [("192.0.2.1", 5353)]
 
 
 def test_proc_net_endpoints() -> None:

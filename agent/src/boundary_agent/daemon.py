@@ -21,10 +21,11 @@ from boundary_agent import VERSION, protocol
 from boundary_agent.addresses import ListenError, Listeners
 from boundary_agent.config import AgentConfig
 from boundary_agent.control import ControlAPI
-from boundary_agent.dns import DNSServer, LocalAddresses, Resolver, system_upstreams
+from boundary_agent.dns import DNSServer, LocalAddresses, Resolver
 from boundary_agent.health import Health
 from boundary_agent.logins import LoginStore
 from boundary_agent.peers import peer_uid
+from boundary_agent.resolver import forward_upstreams
 from boundary_agent.sessions import Sessions
 from boundary_agent.users import ClientFactory, Refresh, User, Users, boundary_client
 from boundary_api import (
@@ -52,9 +53,7 @@ class Agent:
         self.ports: dict[str, int] = {}
         """Alias -> the target's port, once learnt."""
         self._tasks: list[asyncio.Task[None]] = []
-        listen_hosts = {h for h, _ in config.listen_addresses()}
-        upstreams = config.upstreams() or system_upstreams(exclude=listen_hosts)
-        self.resolver = Resolver(self.lookup, upstreams, config.dns_request_timeout)
+        self.resolver = Resolver(self.lookup, forward_upstreams(config), config.dns_request_timeout)
         self.dns = DNSServer(self.resolver, config.listen_addresses())
         self.control = ControlAPI(self)
 

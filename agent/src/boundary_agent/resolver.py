@@ -10,9 +10,27 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from boundary_agent.config import AgentConfig, join_host_port
+from boundary_agent.dns import system_upstreams
 
 log = logging.getLogger("boundary_agent.resolver")
 RESOLV_CONF = Path("/etc/resolv.conf")
+RESOLVED_UPSTREAMS = Path("/run/systemd/resolve/resolv.conf")
+"""systemd-resolved's own upstream servers. /etc/resolv.conf names its stub (127.0.0.53)
+instead, which would send the alias domains straight back to the agent."""
+
+
+def forward_upstreams(
+    config: AgentConfig,
+    resolv_conf: Path = RESOLV_CONF,
+    resolved_upstreams: Path = RESOLVED_UPSTREAMS,
+) -> list[tuple[str, int]]:
+    """Where the agent forwards the names it does not answer: override_upstream_dns_servers,
+    else the system's resolvers (resolved's upstreams in mode "resolved"), never the agent's
+    own DNS addresses."""
+    if config.override_upstream_dns_servers:
+        return config.upstreams()
+    source = resolved_upstreams if config.resolver_mode == "resolved" else resolv_conf
+    return system_upstreams(source, exclude={host for host, _ in config.listen_addresses()})
 
 
 @dataclass
