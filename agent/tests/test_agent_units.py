@@ -140,6 +140,32 @@ def test_resolved_mode_forwards_to_resolveds_upstreams_not_back_through_its_stub
     assert forward_upstreams(overridden, stub, upstreams) == [("192.0.2.1", 5353)]
 
 
+def test_resolved_mode_flushes_resolveds_cache_when_the_answers_change(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """resolved keeps a forwarded NXDOMAIN for its SOA's TTL: a name asked while paused (or
+    before a login) would stay unresolved after the resume. A resolvectl on PATH that records
+    its arguments stands in for the real one (tests/kind/laptop.py sees the real flush)."""
+    calls = tmp_path / "calls"
+    resolvectl = tmp_path / "bin" / "resolvectl"
+    resolvectl.parent.mkdir()
+    resolvectl.write_text(f'#!/bin/sh\necho "$@" >> {calls}\n')
+    resolvectl.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{resolvectl.parent}:/usr/bin:/bin")
+    state = f'state_file = "{tmp_path}/state.json"\n'
+    agent = Agent(
+        parse_config(state + 'resolver_mode = "resolved"\ninterface_to_use = "boundary0"\n')
+    )
+    agent.pause()
+    agent.resume()
+    assert calls.read_text().splitlines() == ["flush-caches", "flush-caches"]
+    calls.unlink()
+    other = Agent(parse_config(state + 'v4_prefix = "127.77.0.0/16"\n'))
+    other.pause()
+    other.resume()
+    assert not calls.exists()
+
+
 def test_proc_net_endpoints() -> None:
     assert _hex_endpoint("0100007F:1F90") == ("127.0.0.1", 8080)
     assert _hex_endpoint("0000000000000000FFFF00000100007F:0035") == ("127.0.0.1", 53)

@@ -21,7 +21,6 @@ from boundary_agent.daemon import Agent
 from boundary_agent.dns import DNSListenError
 from boundary_agent.logins import LoginStoreError
 from boundary_agent.logs import configure_logging
-from boundary_agent.resolver import ResolverIntegration
 
 DEFAULT_CONFIG = Path("/etc/boundary-agent/agent.hcl")
 """Where the systemd unit has the agent read its config; the client commands look there for
@@ -69,7 +68,6 @@ async def _run(config_path: Path | None) -> int:
     configure_logging(config)
     log.debug("configuration (%s): %s", config_path or "defaults", config.model_dump_json())
     agent = Agent(config)
-    integration = ResolverIntegration(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -78,7 +76,7 @@ async def _run(config_path: Path | None) -> int:
     bound = await agent.start()
     memory.release()  # what start-up needed only while starting
     try:
-        integration.install(bound)
+        agent.system_resolver.install(bound)
         log.info(
             "DNS on %s; control API on port %s",
             ", ".join(join_host_port(*b) for b in bound),
@@ -89,7 +87,7 @@ async def _run(config_path: Path | None) -> int:
             await agent.add_token(os.getuid(), config.boundary_addr, token)
         await stop.wait()
     finally:
-        integration.restore()
+        agent.system_resolver.restore()
         await agent.stop()
     return 0
 

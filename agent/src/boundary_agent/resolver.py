@@ -17,6 +17,8 @@ RESOLV_CONF = Path("/etc/resolv.conf")
 RESOLVED_UPSTREAMS = Path("/run/systemd/resolve/resolv.conf")
 """systemd-resolved's own upstream servers. /etc/resolv.conf names its stub (127.0.0.53)
 instead, which would send the alias domains straight back to the agent."""
+RESOLVECTL_TIMEOUT = 5.0
+"""Seconds a resolvectl call may take (resolved answers in milliseconds; this bounds a hang)."""
 
 
 def forward_upstreams(
@@ -72,6 +74,24 @@ class ResolverIntegration:
         if self.backup.exists():
             log.warning("restoring %s from a previous run's backup", self.resolv_conf)
             shutil.copy2(self.backup, self.resolv_conf)
+
+    def flush_caches(self) -> None:
+        """Mode resolved: drop resolved's cache when the agent's answers change (aliases come or
+        go, a pause, a resume). Names asked before a login or while paused were forwarded, and
+        resolved keeps an NXDOMAIN for as long as the answer's SOA says (up to two hours), so
+        the aliases would stay unresolved after the login or the resume. Runs resolvectl
+        in-line: it is quick, and these changes are rare."""
+        if self.config.resolver_mode != "resolved":
+            return
+        try:
+            subprocess.run(
+                ["resolvectl", "flush-caches"],
+                check=True,
+                capture_output=True,
+                timeout=RESOLVECTL_TIMEOUT,
+            )
+        except (OSError, subprocess.SubprocessError) as exc:
+            log.warning("cannot flush systemd-resolved's cache: %s", exc)
 
     def restore(self) -> None:
         mode = self.config.resolver_mode
