@@ -4,6 +4,7 @@ address allocation and DNS answers (with an in-memory lookup, no network)."""
 from __future__ import annotations
 
 import asyncio
+import socket
 from pathlib import Path
 
 import dns.message
@@ -11,6 +12,7 @@ import dns.rdatatype
 import pytest
 
 from boundary_agent.addresses import AddressPool
+from boundary_agent.cli import notify_ready
 from boundary_agent.config import AgentConfig, ConfigError, parse_config
 from boundary_agent.daemon import Agent
 from boundary_agent.dns import LocalAddresses, Resolver
@@ -164,6 +166,20 @@ def test_resolved_mode_flushes_resolveds_cache_when_the_answers_change(
     other.pause()
     other.resume()
     assert not calls.exists()
+
+
+def test_ready_is_told_to_systemd_through_notify_socket(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The unit is Type=notify: `systemctl start` returns once the agent serves."""
+    path = tmp_path / "notify"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as systemd:
+        systemd.bind(str(path))
+        monkeypatch.setenv("NOTIFY_SOCKET", str(path))
+        notify_ready()
+        assert systemd.recv(64) == b"READY=1"
+    monkeypatch.delenv("NOTIFY_SOCKET")
+    notify_ready()  # not under systemd: nothing to tell
 
 
 def test_proc_net_endpoints() -> None:

@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import sys
 import urllib.error
 import urllib.request
@@ -82,6 +83,7 @@ async def _run(config_path: Path | None) -> int:
             ", ".join(join_host_port(*b) for b in bound),
             config.control_listen_port,
         )
+        notify_ready()
         token = os.environ.get("BOUNDARY_TOKEN")
         if token and config.boundary_addr:
             await agent.add_token(os.getuid(), config.boundary_addr, token)
@@ -90,6 +92,23 @@ async def _run(config_path: Path | None) -> int:
         agent.system_resolver.restore()
         await agent.stop()
     return 0
+
+
+def notify_ready() -> None:
+    """Tell systemd (Type=notify) that the agent serves: DNS, the control API and the system's
+    resolver pointed at it. `systemctl start` returns only then, so a `boundary-agent login`
+    right after it finds the agent. Nothing without $NOTIFY_SOCKET."""
+    address = os.environ.get("NOTIFY_SOCKET", "")
+    if not address:
+        return
+    if address.startswith("@"):  # an abstract socket
+        address = "\0" + address[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
+            notify.connect(address)
+            notify.sendall(b"READY=1")
+    except OSError as exc:
+        log.warning("cannot tell systemd the agent is ready (%s): %s", address, exc.strerror)
 
 
 def _reload(agent: Agent, config_path: Path | None) -> None:
