@@ -14,12 +14,12 @@ import pytest_asyncio
 
 from boundary_api import BoundaryClient
 from boundary_devstack.clients import CommandFailed, Kubectl
-from boundary_devstack.process import processes_marked
+from boundary_devstack.process import SESSION_MARKER_NAME, processes_marked
 from boundary_devstack.stack import StackEnv, wait_for
 
 pytest_plugins = ["boundary_devstack.pytest_plugin"]
 REPO = Path(__file__).resolve().parents[1]
-SESSION_MARKER = ("BK_TEST_SESSION", uuid.uuid4().hex)
+SESSION_MARKER = (SESSION_MARKER_NAME, uuid.uuid4().hex)
 
 
 @pytest.fixture(scope="session", autouse=True)

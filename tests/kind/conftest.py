@@ -39,7 +39,7 @@ from kind_harness import (
 from boundary_devstack.agent_process import LocalAgent, local_agent
 from boundary_devstack.clients import Kubectl
 from boundary_devstack.net import http_ok
-from boundary_devstack.process import ManagedProcess
+from boundary_devstack.process import SESSION_MARKER_NAME, ManagedProcess
 from boundary_devstack.pytest_plugin import default_bin_dir
 from boundary_devstack.stack import LocalStack, StackEnv
 
@@ -56,7 +56,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 def engine() -> Engine:
     """The project's dockerd, started if it is not running. Left running: other test sessions
     (other checkouts) may share it; `make test` and `make e2e-kind` stop it when they end."""
-    run(ENGINE, "start")
+    # Started without the session's marker: the session's end kills what carries it, and
+    # dockerd is meant to outlive the session.
+    unmarked = {name: value for name, value in os.environ.items() if name != SESSION_MARKER_NAME}
+    run(ENGINE, "start", env=unmarked)
     return Engine(run(ENGINE, "host"), run(ENGINE, "address"))
 
 

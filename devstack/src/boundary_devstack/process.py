@@ -36,6 +36,10 @@ def ensure_system_user(name: str) -> None:
         subprocess.run(["useradd", "--system", "--no-create-home", name], check=True)
 
 
+SESSION_MARKER_NAME = "BK_TEST_SESSION"
+"""The environment variable a test session marks its processes with (tests/conftest.py)."""
+
+
 def processes_marked(marker: str) -> dict[int, str]:
     """Live processes whose environment (as they were started) holds `marker` ("NAME=value"),
     by pid, with their command line: what a test session started, daemons included."""
