@@ -4,6 +4,7 @@ address allocation and DNS answers (with an in-memory lookup, no network)."""
 from __future__ import annotations
 
 import asyncio
+import socket
 from pathlib import Path
 
 import dns.message
@@ -11,6 +12,7 @@ import dns.rdatatype
 import pytest
 
 from boundary_agent.addresses import AddressPool
+from boundary_agent.cli import notify_ready
 from boundary_agent.config import AgentConfig, ConfigError, parse_config
 from boundary_agent.daemon import Agent
 from boundary_agent.dns import LocalAddresses, Resolver
@@ -22,7 +24,7 @@ from boundary_agent.protocol import (
     encode_client_handshake,
     new_tofu_token,
 )
-from boundary_agent.resolver import resolvectl_server
+from boundary_agent.resolver import forward_upstreams, resolvectl_server
 from boundary_agent.users import User
 from boundary_api import Alias
 from boundary_api.authdata import encode_varint, iter_fields
@@ -118,6 +120,66 @@ def test_handshake_result_with_unlimited_connections() -> None:
 )
 def test_resolvectl_server_keeps_the_port(host: str, port: int, server: str) -> None:
     assert resolvectl_server(host, port) == server
+
+
+def test_resolved_mode_forwards_to_resolveds_upstreams_not_back_through_its_stub(
+    tmp_path: Path,
+) -> None:
+    """/etc/resolv.conf names resolved's stub, which routes the alias domains to the agent: a
+    name there that is no alias, forwarded to it, came back to the agent until resolved gave
+    up (30 s, measured in the systemd container of tests/kind/laptop.py)."""
+    stub = tmp_path / "resolv.conf"
+    stub.write_text("nameserver 127.0.0.53\noptions edns0 trust-ad\n")
+    upstreams = tmp_path / "resolved-resolv.conf"
+    upstreams.write_text("nameserver 192.0.2.53\nnameserver 100.64.0.1\nsearch .\n")
+    resolved = parse_config(
+        'resolver_mode = "resolved"\ninterface_to_use = "boundary0"\n'
+        'dns_listen_addresses = ["100.64.0.1:53"]\n'
+    )
+    assert forward_upstreams(resolved, stub, upstreams) == [("192.0.2.53", 53)]
+    assert forward_upstreams(AgentConfig(), stub, upstreams) == [("127.0.0.53", 53)]
+    overridden = resolved.model_copy(update={"override_upstream_dns_servers": ["192.0.2.1:5353"]})
+    assert forward_upstreams(overridden, stub, upstreams) == [("192.0.2.1", 5353)]
+
+
+def test_resolved_mode_flushes_resolveds_cache_when_the_answers_change(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """resolved keeps a forwarded NXDOMAIN for its SOA's TTL: a name asked while paused (or
+    before a login) would stay unresolved after the resume. A resolvectl on PATH that records
+    its arguments stands in for the real one (tests/kind/laptop.py sees the real flush)."""
+    calls = tmp_path / "calls"
+    resolvectl = tmp_path / "bin" / "resolvectl"
+    resolvectl.parent.mkdir()
+    resolvectl.write_text(f'#!/bin/sh\necho "$@" >> {calls}\n')
+    resolvectl.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{resolvectl.parent}:/usr/bin:/bin")
+    state = f'state_file = "{tmp_path}/state.json"\n'
+    agent = Agent(
+        parse_config(state + 'resolver_mode = "resolved"\ninterface_to_use = "boundary0"\n')
+    )
+    agent.pause()
+    agent.resume()
+    assert calls.read_text().splitlines() == ["flush-caches", "flush-caches"]
+    calls.unlink()
+    other = Agent(parse_config(state + 'v4_prefix = "127.77.0.0/16"\n'))
+    other.pause()
+    other.resume()
+    assert not calls.exists()
+
+
+def test_ready_is_told_to_systemd_through_notify_socket(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The unit is Type=notify: `systemctl start` returns once the agent serves."""
+    path = tmp_path / "notify"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as systemd:
+        systemd.bind(str(path))
+        monkeypatch.setenv("NOTIFY_SOCKET", str(path))
+        notify_ready()
+        assert systemd.recv(64) == b"READY=1"
+    monkeypatch.delenv("NOTIFY_SOCKET")
+    notify_ready()  # not under systemd: nothing to tell
 
 
 def test_proc_net_endpoints() -> None:

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import laptop
 import pytest
 from kind_harness import (
     CACHE,
@@ -87,11 +88,13 @@ def serving(url: str) -> bool:
 @pytest.fixture(scope="session")
 def package_mirror(engine: Engine) -> Iterator[str]:
     """A plain-HTTP mirror (tools/images/package-mirror.py) on the bridge: the image builds'
-    PyPI and Go module proxy. Its URL."""
+    PyPI and Go module proxy, and the laptop's PyPI. Its URL."""
     if not offline_images():
         yield ""
         return
-    key = hashlib.sha256((REPO / "uv.lock").read_bytes()).hexdigest()[:16]
+    # Keyed by what decides its contents: the lock, and what the script takes from it.
+    script = REPO / "tools" / "images" / "package-mirror.py"
+    key = hashlib.sha256((REPO / "uv.lock").read_bytes() + script.read_bytes()).hexdigest()[:16]
     directory = CACHE / "package-mirror" / key
     # The machine's Python, not the project's venv (which has no pip): the first python3 on
     # PATH outside the venv.
@@ -100,9 +103,9 @@ def package_mirror(engine: Engine) -> Iterator[str]:
     )
     python = shutil.which("python3", path=outside)
     assert python, "no python3 outside the project's virtualenv"
-    run(python, REPO / "tools" / "images" / "package-mirror.py", directory)
-    # A port of its own per lock: the URL is a build argument, and a new one every run would
-    # invalidate the builds' cached layers. A mirror of the same lock already serving (another
+    run(python, script, directory)
+    # A port of its own per key: the URL is a build argument, and a new one every run would
+    # invalidate the builds' cached layers. A mirror of the same key already serving (another
     # checkout's session) is shared.
     port = MIRROR_PORT_BASE + int(key[:4], 16) % 1000
     url = f"http://{engine.address}:{port}"
@@ -231,3 +234,34 @@ def agent(
         report = getattr(request.node, "rep_call", None)
         if report is not None and report.failed:
             print(f"--- boundary-agent log ---\n{started.process.log_tail(40)}")
+
+
+@pytest.fixture(scope="module")
+def laptop_machine(
+    engine: Engine,
+    kind_cluster: KindCluster,
+    base_images: dict[str, str],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[laptop.Laptop]:
+    """A booted Debian systemd container on kind's network, with nothing of the agent yet
+    (tests/kind/laptop.py). Removed at the end of the module."""
+    image = laptop.image(engine, base_images.get("base", "docker.io/library/debian:bookworm"))
+    machine = laptop.Laptop(engine, f"{CLUSTER}-laptop")
+    machine.remove()  # one left by an interrupted run
+    machine.start(image, "kind", tmp_path_factory.mktemp("laptop") / "resolv.conf")
+    try:
+        yield machine
+    finally:
+        machine.remove()
+
+
+@pytest.fixture
+def laptop_journals(
+    laptop_machine: laptop.Laptop, request: pytest.FixtureRequest
+) -> Iterator[None]:
+    """The agent's and resolved's journals, printed when the test fails."""
+    yield
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:
+        for unit in ("boundary-agent", "systemd-resolved"):
+            print(f"--- {unit} journal ---\n{laptop_machine.journal(unit)}")

@@ -23,7 +23,8 @@ WORKER_UID = 12345
 """The worker pods run as this UID, not the image's: an arbitrary one, as OpenShift assigns."""
 TIMINGS = REPO / ".stack" / "e2e-kind-timings.txt"
 MIRROR_PORT_BASE = 47000
-"""The package mirror listens on the bridge at this port plus a number taken from uv.lock."""
+"""The package mirror listens on the bridge at this port plus a number taken from its key (uv.lock
+and tools/images/package-mirror.py)."""
 
 
 def run(*argv: str | Path, env: dict[str, str] | None = None, timeout: float = 1800) -> str:

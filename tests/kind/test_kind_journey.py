@@ -4,6 +4,7 @@ cluster is set up once by tools/e2e-kind.sh (conftest.py); the tests run in file
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 import time
@@ -19,11 +20,12 @@ from kind_harness import (
     KindCluster,
     boundary_worker,
 )
+from laptop import CHECKOUT, UPLINK_NAME, USER, Laptop, readme_steps, with_values
 
 from boundary_devstack import through_agent
 from boundary_devstack.agent_process import LocalAgent
 from boundary_devstack.clients import BoundaryCLI, CommandFailed
-from boundary_devstack.stack import wait_for
+from boundary_devstack.stack import StackEnv, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 BOUNDARY_VERSION = re.search(
@@ -202,6 +204,108 @@ def test_psql_through_the_alias_gets_the_brokered_credentials(
         address, username, password, "app", "select current_user || '@' || current_database()"
     )
     assert answer == "app@app"
+
+
+def test_laptop_install_as_the_readme_says_serves_aliases_through_resolved(
+    kind_cluster: KindCluster,
+    stack_env: StackEnv,
+    laptop_machine: Laptop,
+    package_mirror: str,
+    laptop_journals: None,
+) -> None:
+    """README.md's laptop install, run as written in a Debian systemd container on kind's
+    network, then a user's login: the alias resolves through systemd-resolved and the agent,
+    and curl reaches the web pod through the worker."""
+    steps = readme_steps()
+    laptop_machine.copy_checkout("api", "agent")
+    mirror = package_mirror.removeprefix("http://")
+    pip = {"PIP_INDEX_URL": f"{package_mirror}/simple", "PIP_TRUSTED_HOST": mirror}
+    started = time.monotonic()
+    laptop_machine.sh(
+        steps.install, workdir=CHECKOUT, env=pip if package_mirror else {}, timeout=600
+    )
+    kind_cluster.record("laptop: the README's install (pip included)", time.monotonic() - started)
+    unit = laptop_machine.sh(
+        "systemctl is-enabled boundary-agent; systemctl is-active boundary-agent"
+    )
+    assert unit.stdout.split() == ["enabled", "active"]
+    link = laptop_machine.sh("resolvectl dns boundary0; resolvectl domain boundary0").stdout
+    assert "100.64.0.1" in link, link
+    assert "~boundary" in link, link
+
+    values = stack_env.values
+    login = with_values(
+        steps.login,
+        values["BOUNDARY_ADDR"],
+        values["BOUNDARY_AUTH_METHOD_ID"],
+        values["BOUNDARY_LOGIN_NAME"],
+    )
+    started = time.monotonic()
+    laptop_machine.sh(login, user=USER, env={"BOUNDARY_PASSWORD": values["BOUNDARY_PASSWORD"]})
+    getent, curl = f"getent hosts {WEB}", f"curl http://{WEB}/"
+    assert steps.user_commands == [getent, curl]
+    # Through glibc, the stub in /etc/resolv.conf, resolved's routing domain and the agent.
+    answer = laptop_machine.sh(getent, user=USER).stdout.split()
+    assert answer[1:] == [WEB], answer
+    assert ipaddress.ip_address(answer[0]) in ipaddress.ip_network("100.64.0.0/10")
+    via = laptop_machine.sh(f"resolvectl query --legend=no {WEB}").stdout
+    assert re.search(rf"{re.escape(answer[0])}\s+-- link: boundary0", via), via
+    assert "Welcome to nginx" in laptop_machine.sh(curl, user=USER, timeout=90).stdout
+    kind_cluster.record("laptop: login to the first curl", time.monotonic() - started)
+    assert WEB in laptop_machine.sh("boundary-agent sessions", user=USER).stdout
+    # A connection is served only for the user whose login authorized it: root has none.
+    assert laptop_machine.sh(f"curl -sS --max-time 20 {curl[5:]}", check=False).returncode != 0
+    # The login changed the agent's answers, and resolved's cache was dropped with them.
+    assert "Flushed all caches" in laptop_machine.journal("systemd-resolved")
+    # Other names keep the uplink; a name in the alias domain that is no alias is asked of
+    # resolved's upstreams, not of its stub, which would send it back to the agent.
+    assert laptop_machine.sh(f"getent hosts {UPLINK_NAME}").stdout.strip()
+    started = time.monotonic()
+    missing = laptop_machine.sh(f"getent hosts missing.{WEB}", check=False)
+    assert missing.returncode == 2, missing
+    assert time.monotonic() - started < 5
+
+
+def test_laptop_systemctl_stop_gives_the_names_back_to_the_usual_resolver(
+    laptop_machine: Laptop, laptop_journals: None
+) -> None:
+    resolv_conf = laptop_machine.sh("cat /etc/resolv.conf").stdout
+    laptop_machine.sh("systemctl stop boundary-agent")
+    assert "boundary0" not in laptop_machine.sh("ip -brief link; resolvectl status").stdout
+    started = time.monotonic()
+    gone = laptop_machine.sh(f"getent hosts {WEB}", user=USER, check=False)
+    assert gone.returncode == 2, gone
+    assert time.monotonic() - started < 5
+    assert laptop_machine.sh(f"getent hosts {UPLINK_NAME}").stdout.strip()
+    assert laptop_machine.sh("cat /etc/resolv.conf").stdout == resolv_conf
+    assert "Deactivated successfully" in laptop_machine.journal("boundary-agent")
+
+
+def test_laptop_reboot_brings_the_agent_back_logged_in(
+    kind_cluster: KindCluster,
+    stack_env: StackEnv,
+    laptop_machine: Laptop,
+    laptop_journals: None,
+) -> None:
+    """The unit is enabled, so a reboot starts the agent, with the login it kept (no new
+    login), and the aliases work again at once."""
+    uid = laptop_machine.sh(f"id -u {USER}").stdout.strip()
+    kept = json.loads(laptop_machine.sh(f"cat /var/lib/boundary-agent/logins/{uid}.json").stdout)
+    seconds = laptop_machine.reboot()
+    kind_cluster.record("laptop: docker restart to booted", seconds)
+    started = time.monotonic()
+    assert wait_for(
+        lambda: f"alias {WEB} ->" in laptop_machine.journal("boundary-agent", 400), 60, 1
+    ), "the agent did not listen for the alias after the reboot"
+    status = laptop_machine.sh("boundary-agent status", user=USER).stdout
+    assert kept["token_id"] in status, status
+    assert "1 login(s) kept from the last run" in laptop_machine.journal("boundary-agent", 400)
+    assert laptop_machine.sh(f"getent hosts {WEB}", user=USER).stdout.split()[1:] == [WEB]
+    page = laptop_machine.sh(f"curl http://{WEB}/", user=USER, timeout=90).stdout
+    assert "Welcome to nginx" in page
+    kind_cluster.record("laptop: booted to the first curl", time.monotonic() - started)
+    journal = laptop_machine.sh("journalctl --no-pager -b -u boundary-agent").stdout
+    assert stack_env.values["BOUNDARY_PASSWORD"] not in journal
 
 
 def test_a_deleted_worker_pod_returns_as_the_same_boundary_worker(

@@ -6,9 +6,10 @@ certificate authority, which only the host trusts).
     package-mirror.py DIR
 
 fills DIR with what images/Containerfile's build stages download, fetched on the host:
-  DIR/simple/  a PEP 503 index (PIP_INDEX_URL) of the operator's locked dependencies (exact
-               versions and hashes from uv.lock, via `uv export`), uv itself, and hatchling,
-               the build backend of the workspace packages;
+  DIR/simple/  a PEP 503 index (PIP_INDEX_URL) of the operator's and the agent's locked
+               dependencies (exact versions and hashes from uv.lock, via `uv export`), uv
+               itself, and hatchling, the build backend of the workspace packages (the agent's
+               install test, tests/kind/laptop.py, builds them with pip as the README says);
   DIR/go/      a GOPROXY view of the project's Go module cache ($GOMODCACHE, else
                $BK_CACHE/go/mod, where tools/build-go-tools.sh downloads): cache/download.
 Serve DIR over plain HTTP on the project's Docker bridge and pass the two URLs as build
@@ -29,7 +30,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 UV_VERSION = "0.13.8"  # tools/install-python.sh and images/Containerfile pin the same
-BUILD_BACKEND = "hatchling>=1.27"  # api/ and operator/ [build-system] requires
+BUILD_BACKEND = "hatchling>=1.27"  # the workspace packages' [build-system] requires
+PACKAGES = ("boundary-operator", "boundary-agent")
+"""The workspace packages whose locked dependencies the mirror serves."""
 
 
 def normalize(name: str) -> str:
@@ -45,28 +48,29 @@ def project_of(filename: str) -> str:
 
 
 def download(directory: Path) -> None:
-    requirements = subprocess.run(
-        [
-            "uv",
-            "export",
-            "--frozen",
-            "--no-dev",
-            "--package",
-            "boundary-operator",
-            "--no-emit-workspace",
-            "--format",
-            "requirements-txt",
-        ],
-        cwd=REPO,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    with tempfile.NamedTemporaryFile("w", suffix=".txt") as locked:
-        locked.write(requirements)
-        locked.flush()
-        pip = [sys.executable, "-m", "pip", "download", "--quiet", "--dest", str(directory)]
-        subprocess.run([*pip, "--no-deps", "--require-hashes", "-r", locked.name], check=True)
+    pip = [sys.executable, "-m", "pip", "download", "--quiet", "--dest", str(directory)]
+    for package in PACKAGES:
+        requirements = subprocess.run(
+            [
+                "uv",
+                "export",
+                "--frozen",
+                "--no-dev",
+                "--package",
+                package,
+                "--no-emit-workspace",
+                "--format",
+                "requirements-txt",
+            ],
+            cwd=REPO,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        with tempfile.NamedTemporaryFile("w", suffix=".txt") as locked:
+            locked.write(requirements)
+            locked.flush()
+            subprocess.run([*pip, "--no-deps", "--require-hashes", "-r", locked.name], check=True)
     subprocess.run([*pip, f"uv=={UV_VERSION}", BUILD_BACKEND], check=True)
 
 

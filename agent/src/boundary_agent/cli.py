@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import sys
 import urllib.error
 import urllib.request
@@ -21,7 +22,6 @@ from boundary_agent.daemon import Agent
 from boundary_agent.dns import DNSListenError
 from boundary_agent.logins import LoginStoreError
 from boundary_agent.logs import configure_logging
-from boundary_agent.resolver import ResolverIntegration
 
 DEFAULT_CONFIG = Path("/etc/boundary-agent/agent.hcl")
 """Where the systemd unit has the agent read its config; the client commands look there for
@@ -69,7 +69,6 @@ async def _run(config_path: Path | None) -> int:
     configure_logging(config)
     log.debug("configuration (%s): %s", config_path or "defaults", config.model_dump_json())
     agent = Agent(config)
-    integration = ResolverIntegration(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -78,20 +77,38 @@ async def _run(config_path: Path | None) -> int:
     bound = await agent.start()
     memory.release()  # what start-up needed only while starting
     try:
-        integration.install(bound)
+        agent.system_resolver.install(bound)
         log.info(
             "DNS on %s; control API on port %s",
             ", ".join(join_host_port(*b) for b in bound),
             config.control_listen_port,
         )
+        notify_ready()
         token = os.environ.get("BOUNDARY_TOKEN")
         if token and config.boundary_addr:
             await agent.add_token(os.getuid(), config.boundary_addr, token)
         await stop.wait()
     finally:
-        integration.restore()
+        agent.system_resolver.restore()
         await agent.stop()
     return 0
+
+
+def notify_ready() -> None:
+    """Tell systemd (Type=notify) that the agent serves: DNS, the control API and the system's
+    resolver pointed at it. `systemctl start` returns only then, so a `boundary-agent login`
+    right after it finds the agent. Nothing without $NOTIFY_SOCKET."""
+    address = os.environ.get("NOTIFY_SOCKET", "")
+    if not address:
+        return
+    if address.startswith("@"):  # an abstract socket
+        address = "\0" + address[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
+            notify.connect(address)
+            notify.sendall(b"READY=1")
+    except OSError as exc:
+        log.warning("cannot tell systemd the agent is ready (%s): %s", address, exc.strerror)
 
 
 def _reload(agent: Agent, config_path: Path | None) -> None:

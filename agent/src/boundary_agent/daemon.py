@@ -21,10 +21,11 @@ from boundary_agent import VERSION, protocol
 from boundary_agent.addresses import ListenError, Listeners
 from boundary_agent.config import AgentConfig
 from boundary_agent.control import ControlAPI
-from boundary_agent.dns import DNSServer, LocalAddresses, Resolver, system_upstreams
+from boundary_agent.dns import DNSServer, LocalAddresses, Resolver
 from boundary_agent.health import Health
 from boundary_agent.logins import LoginStore
 from boundary_agent.peers import peer_uid
+from boundary_agent.resolver import ResolverIntegration, forward_upstreams
 from boundary_agent.sessions import Sessions
 from boundary_agent.users import ClientFactory, Refresh, User, Users, boundary_client
 from boundary_api import (
@@ -52,11 +53,12 @@ class Agent:
         self.ports: dict[str, int] = {}
         """Alias -> the target's port, once learnt."""
         self._tasks: list[asyncio.Task[None]] = []
-        listen_hosts = {h for h, _ in config.listen_addresses()}
-        upstreams = config.upstreams() or system_upstreams(exclude=listen_hosts)
-        self.resolver = Resolver(self.lookup, upstreams, config.dns_request_timeout)
+        self.resolver = Resolver(self.lookup, forward_upstreams(config), config.dns_request_timeout)
         self.dns = DNSServer(self.resolver, config.listen_addresses())
         self.control = ControlAPI(self)
+        self.system_resolver = ResolverIntegration(config)
+        """How the system is pointed at the agent (resolver_mode); the caller installs it once
+        the agent listens."""
 
     # ------------------------------------------------------------------ state
 
@@ -74,6 +76,7 @@ class Agent:
     def pause(self, reason: str = "paused by request") -> None:
         self.paused, self.pause_reason = True, reason
         self.resolver.forget_answers()
+        self.system_resolver.flush_caches()
         self.sessions.drop(lambda s: True)
         self.write_state()
 
@@ -103,6 +106,7 @@ class Agent:
     def resume(self) -> None:
         self.paused, self.pause_reason = False, ""
         self.resolver.forget_answers()
+        self.system_resolver.flush_caches()
         self.health.controller_answered()
         self.write_state()
 
@@ -128,13 +132,18 @@ class Agent:
         outcome = await self.users.refresh(user)
         if outcome is Refresh.LOGGED_OUT:
             self.resolver.forget_answers()
+            self.system_resolver.flush_caches()
             self.sessions.drop(lambda s: s.uid == user.uid)
             self.write_state()
         elif outcome is Refresh.UPDATED:
-            if user.aliases != before:
+            changed = user.aliases != before
+            if changed:
                 self.resolver.forget_answers()
             for alias in user.aliases.values():
                 await self._ensure_listener(user, alias)
+            if changed:
+                # Once the new aliases answer: what resolved asked in between went upstream.
+                self.system_resolver.flush_caches()
 
     async def _refresh_forever(self) -> None:
         """Every interval, each user's aliases, for as long as the agent runs. A round that fails

@@ -10,9 +10,29 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from boundary_agent.config import AgentConfig, join_host_port
+from boundary_agent.dns import system_upstreams
 
 log = logging.getLogger("boundary_agent.resolver")
 RESOLV_CONF = Path("/etc/resolv.conf")
+RESOLVED_UPSTREAMS = Path("/run/systemd/resolve/resolv.conf")
+"""systemd-resolved's own upstream servers. /etc/resolv.conf names its stub (127.0.0.53)
+instead, which would send the alias domains straight back to the agent."""
+RESOLVECTL_TIMEOUT = 5.0
+"""Seconds a resolvectl call may take (resolved answers in milliseconds; this bounds a hang)."""
+
+
+def forward_upstreams(
+    config: AgentConfig,
+    resolv_conf: Path = RESOLV_CONF,
+    resolved_upstreams: Path = RESOLVED_UPSTREAMS,
+) -> list[tuple[str, int]]:
+    """Where the agent forwards the names it does not answer: override_upstream_dns_servers,
+    else the system's resolvers (resolved's upstreams in mode "resolved"), never the agent's
+    own DNS addresses."""
+    if config.override_upstream_dns_servers:
+        return config.upstreams()
+    source = resolved_upstreams if config.resolver_mode == "resolved" else resolv_conf
+    return system_upstreams(source, exclude={host for host, _ in config.listen_addresses()})
 
 
 @dataclass
@@ -54,6 +74,24 @@ class ResolverIntegration:
         if self.backup.exists():
             log.warning("restoring %s from a previous run's backup", self.resolv_conf)
             shutil.copy2(self.backup, self.resolv_conf)
+
+    def flush_caches(self) -> None:
+        """Mode resolved: drop resolved's cache when the agent's answers change (aliases come or
+        go, a pause, a resume). Names asked before a login or while paused were forwarded, and
+        resolved keeps an NXDOMAIN for as long as the answer's SOA says (up to two hours), so
+        the aliases would stay unresolved after the login or the resume. Runs resolvectl
+        in-line: it is quick, and these changes are rare."""
+        if self.config.resolver_mode != "resolved":
+            return
+        try:
+            subprocess.run(
+                ["resolvectl", "flush-caches"],
+                check=True,
+                capture_output=True,
+                timeout=RESOLVECTL_TIMEOUT,
+            )
+        except (OSError, subprocess.SubprocessError) as exc:
+            log.warning("cannot flush systemd-resolved's cache: %s", exc)
 
     def restore(self) -> None:
         mode = self.config.resolver_mode
