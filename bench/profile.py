@@ -5,9 +5,9 @@ same load the benchmarks put on them:
 - agent_dns_forwarded: the agent forwarding non-alias names to its upstream under dnsperf;
 - agent_proxy: repeated downloads through the agent's proxy, after a first connection
   (baseline: `boundary connect`);
-- service_sync: the operator from `kubectl apply` of N Services to all targets and aliases
+- service_sync: the operator from the creation of N Services to all targets and aliases
   present (baseline: the raw-API floor);
-- worker_reconcile: the operator reconciling N BoundaryPKIWorkers one after another.
+- worker_reconcile: the operator reconciling N BoundaryPKIWorkers, created one after another.
 
 Each writes bench/results/profile-<name>.txt (self time by frame, then the call tree, in
 percent of the phase's wall time) and profile-<name>.html. The agent and the operator run as
@@ -84,7 +84,7 @@ def profile_agent(env: StackEnv, out: Path, phases: list[str], seconds: int, mib
 def profile_services(env: StackEnv, out: Path, services: int) -> None:
     profiled = Profiled(out)
     result, _ = asyncio.run(
-        operator_services.through_operator(env, Kubectl(env), services, 1, profiled)
+        operator_services.through_operator(env, Kubectl(env), services, 0, profiled, extras=False)
     )
     _note(profiled.written[-1], f"{services} Services converged in {result['converge_s']:.1f} s")
 

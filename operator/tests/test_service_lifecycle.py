@@ -5,11 +5,13 @@ the Service says (Events, the targets annotation), and how many writes it took."
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import pytest
 
 from boundary_api import BoundaryClient, PermissionDenied
@@ -19,7 +21,7 @@ from boundary_devstack.manifests import exposed_service
 from boundary_operator.runtime import Runtime
 from boundary_operator.services.desired import TARGETS_STATUS, SyncSettings
 from boundary_operator.services.publisher import ServicePublisher
-from boundary_operator.services.sync import ServiceSync
+from boundary_operator.services.sync import CONCURRENCY, ServiceSync
 from boundary_operator.settings import OperatorSettings
 
 CLUSTER, NAMESPACE = "prod", "apps"
@@ -339,3 +341,29 @@ async def test_a_missing_grant_is_not_taken_for_an_ended_login() -> None:
     await runtime.forget_login(PermissionDenied("Forbidden.", status=403))
     assert await runtime.boundary() is not first
     await runtime.aclose()
+
+
+async def test_a_burst_of_services_is_synced_a_few_at_a_time() -> None:
+    """kopf hands over a burst of Services at once; at most CONCURRENCY of them are synced with
+    the controller at a time, and all of them are."""
+    controller, kube = FakeController(), FakeKube()
+    in_flight, most = 0, 0
+
+    async def handle(request: httpx.Request) -> httpx.Response:
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        try:
+            await asyncio.sleep(0.001)
+            return controller.handle(request)
+        finally:
+            in_flight -= 1
+
+    boundary = BoundaryClient("http://fake-controller", transport=httpx.MockTransport(handle))
+    await boundary.authenticate_password(AUTH_METHOD, LOGIN, PASSWORD)
+    burst = publisher(boundary, kube)
+    services = [kube.put(service(f"s{i}", f"uid-{i}")) for i in range(40)]
+    assert all(await asyncio.gather(*(burst.publish(s) for s in services)))
+    assert len(controller.objects("aliases")) == 40
+    assert most == CONCURRENCY
+    await boundary.aclose()

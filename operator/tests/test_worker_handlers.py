@@ -120,7 +120,11 @@ async def controller_failure(events: asyncio.Queue[posting.K8sEvent]) -> None:
     body: dict[str, Any] = kube.objects[("BoundaryPKIWorker", "ns", "edge")]
     with pytest.raises(kopf.TemporaryError) as failed:
         await cast(Any, handlers.reconcile)(
-            memo=runtime, body=kopf.Body(cast(Any, body)), patch=patch, retry=2
+            memo=runtime,
+            body=kopf.Body(cast(Any, body)),
+            patch=patch,
+            retry=2,
+            reason=kopf.Reason.CREATE,
         )
     assert failed.value.delay == 20
     registered = next(c for c in patch.status["conditions"] if c["type"] == "Registered")

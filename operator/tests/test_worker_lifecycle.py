@@ -5,13 +5,15 @@ many writes it took: the refresh timer's quiet ticks write nothing, anywhere."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import hcl  # type: ignore[import-untyped]
+import httpx
 import pytest
 
 from boundary_api import BoundaryClient
@@ -22,6 +24,7 @@ from boundary_operator.workers.reconcile import REREGISTER_ANNOTATION, WorkerSer
 from boundary_operator.workers.reloading import RELOAD_GRACE_SECONDS, ReloadWatch
 from boundary_operator.workers.status import Event, SyncResult, status_update
 
+T = TypeVar("T")
 NAMESPACE, CLUSTER = "edge-ns", "prod"
 SETTINGS = OperatorSettings.model_validate(
     {"BOUNDARY_OPERATOR_CLUSTER_NAME": CLUSTER, "BOUNDARY_ADDR": "http://fake-controller"}
@@ -86,17 +89,20 @@ class World:
             if worker.get("api_tags", {}).get("draining") == ["true"]
         }
 
-    async def tick(self) -> tuple[SyncResult, dict[str, Any] | None]:
-        """One reconcile (the refresh timer or a watch event), the status write it asks for
-        applied as kopf would apply it, then the StatefulSet controller's and kubelet's turn."""
-        answer = await self.tick_without_pods()
+    async def tick(self, created: bool = False) -> tuple[SyncResult, dict[str, Any] | None]:
+        """One reconcile (the refresh timer or a watch event; `created`: kopf's creation
+        handler), the status write it asks for applied as kopf would apply it, then the
+        StatefulSet controller's and kubelet's turn."""
+        answer = await self.tick_without_pods(created)
         self.kube.run_stateful_sets()
         return answer
 
-    async def tick_without_pods(self) -> tuple[SyncResult, dict[str, Any] | None]:
+    async def tick_without_pods(
+        self, created: bool = False
+    ) -> tuple[SyncResult, dict[str, Any] | None]:
         """One reconcile, the pods left as they are (a stopping one still draining)."""
         body = self.kube.objects[("BoundaryPKIWorker", NAMESPACE, "edge")]
-        result = await self.service.reconcile(body)
+        result = await self.service.reconcile(body, created=created)
         status, self.status_events = status_update(body, result)
         if status is not None:
             body["status"] = {**body.get("status", {}), **status}
@@ -349,3 +355,109 @@ async def test_a_worker_that_does_not_reload_is_restarted_one_at_a_time(
     assert [e.reason for e in world.status_events] == ["ConfigurationLoaded"]
     assert [e.reason for e in result.events] == ["NotReloaded"]
     assert ("Pod", NAMESPACE, "edge-0") not in world.kube.objects
+
+
+class Rounds:
+    """Counts the sequential rounds of calls a reconcile makes, to the apiserver and to the
+    controller alike: a call that starts while none is in flight opens a new round; calls
+    gathered together share one."""
+
+    def __init__(self) -> None:
+        self.in_flight = 0
+        self.rounds: list[list[str]] = []
+
+    async def around(self, what: str, call: Awaitable[T]) -> T:
+        if not self.in_flight:
+            self.rounds.append([])
+        self.rounds[-1].append(what)
+        self.in_flight += 1
+        try:
+            await asyncio.sleep(0)  # let calls gathered with this one start too
+            return await call
+        finally:
+            self.in_flight -= 1
+
+
+class CountedKube:
+    def __init__(self, kube: FakeKube, rounds: Rounds) -> None:
+        self._kube, self._rounds = kube, rounds
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._kube, name)
+
+        async def counted(*args: Any, **kwargs: Any) -> Any:
+            kind = args[0]["kind"] if name == "apply" else args[0]
+            return await self._rounds.around(f"{name} {kind}", method(*args, **kwargs))
+
+        return counted
+
+
+async def counted_world(world: World) -> Rounds:
+    """The world's reconciles, with every call to either side counted in rounds."""
+    rounds = Rounds()
+    handle = world.controller.handle
+
+    async def counted_handle(request: httpx.Request) -> httpx.Response:
+        async def answer() -> httpx.Response:
+            return handle(request)
+
+        path = request.url.path.removeprefix("/v1/")
+        return await rounds.around(f"{request.method} {path.split('/')[0]}", answer())
+
+    boundary = BoundaryClient(
+        "http://fake-controller", transport=httpx.MockTransport(counted_handle), backoff=0.0
+    )
+    await boundary.authenticate_password(AUTH_METHOD, LOGIN, PASSWORD)
+    rounds.rounds.clear()
+    counted: Any = CountedKube(world.kube, rounds)
+    world.service = WorkerService(counted, boundary, SETTINGS, world.service.reloads)
+    return rounds
+
+
+READS = [
+    "get ConfigMap",
+    "get PodDisruptionBudget",
+    "get Secret",
+    "get Service",
+    "get StatefulSet",
+    "list Pod",
+]
+REGISTER = ["POST workers:create:controller-led"]
+
+
+@pytest.mark.parametrize(
+    ("created", "first_rounds"),
+    [(True, [sorted(READS + REGISTER)]), (False, [READS, REGISTER])],
+    ids=["created", "resumed"],
+)
+async def test_a_new_worker_takes_few_rounds_and_no_listing_of_workers(
+    world: World, created: bool, first_rounds: list[list[str]]
+) -> None:
+    """Just created (kopf's creation handler): the workers are registered while the objects
+    are read. Otherwise, no token Secret yet: registered right after, still without listing."""
+    rounds = await counted_world(world)
+    world.kube.put(resource(replicas=2))
+    result, _ = await world.tick(created=created)
+    assert [sorted(set(r)) for r in rounds.rounds] == [
+        *first_rounds,
+        ["apply ConfigMap", "apply PodDisruptionBudget", "apply Secret", "apply Service"],
+        ["apply StatefulSet"],
+    ]
+    assert set(world.tokens()) == {"edge-0", "edge-1"}
+    assert [e.reason for e in result.events] == ["Registered", "Registered"]
+
+
+async def test_a_token_secret_deleted_by_hand_is_rebuilt_from_a_listing(world: World) -> None:
+    world.kube.put(resource(replicas=2))
+    await world.tick()
+    first = {name: w["id"] for name, w in world.workers().items()}
+    world.kube.remove("Secret", NAMESPACE, "edge-activation-tokens")
+    rounds = await counted_world(world)
+    result, _ = await world.tick(created=True)  # as a creation handler retried after a crash
+    # The names were taken (by our own workers): the workers were listed, and those whose
+    # tokens went with the Secret, never activated, were replaced.
+    assert ["GET workers"] in rounds.rounds
+    assert [e.reason for e in result.events].count("Reregistering") == 2
+    assert set(world.tokens()) == {"edge-0", "edge-1"}
+    assert len(world.workers()) == 2
+    assert not {w["id"] for w in world.workers().values()} & set(first.values())

@@ -1,5 +1,6 @@
 """Typed asyncio client for the HashiCorp Boundary controller API."""
 
+from boundary_api._wire import HttpLibrary
 from boundary_api.client import BoundaryClient
 from boundary_api.errors import (
     BoundaryError,
@@ -39,6 +40,7 @@ __all__ = [
     "CreatedWorker",
     "Credential",
     "CredentialStore",
+    "HttpLibrary",
     "InvalidArgument",
     "InvalidListToken",
     "Listing",

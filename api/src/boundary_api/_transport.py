@@ -1,6 +1,7 @@
-"""HTTP transport: one pooled httpx client, explicit timeouts, bearer token kept out of every
-repr, log line and exception, retries with jittered backoff for idempotent calls only, and the
-controller's error bodies turned into typed exceptions."""
+"""HTTP transport: one pool of connections with a bound on the calls in flight, explicit
+timeouts, bearer token kept out of every repr, log line and exception, retries with jittered
+backoff for idempotent calls only, and the controller's error bodies turned into typed
+exceptions. The exchange itself is a wire's (boundary_api._wire: httpx or aiohttp)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any
 
 import httpx
 
+from boundary_api._wire import Answer, Call, HttpLibrary, NoAnswer, make_wire
 from boundary_api.errors import (
     BoundaryError,
     Conflict,
@@ -49,25 +51,31 @@ class Transport:
         max_connections: int = 64,
         on_attempt: AttemptObserver | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        http: HttpLibrary = "httpx",
     ) -> None:
         self._token = token
         self._on_attempt = on_attempt
         self.retries = retries
         self.backoff = backoff
-        self._http = httpx.AsyncClient(
-            base_url=base_url.rstrip("/") + "/v1/",
+        self.api_root = base_url.rstrip("/") + "/v1/"
+        timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
+        self._wire = make_wire(
+            http,
+            self.api_root,
             timeout=timeout,
             verify=verify,
-            limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
-            ),
-            headers={"Accept": "application/json"},
+            max_connections=max_connections,
             transport=transport,
         )
+        # Calls beyond the pool's size wait here, not in the library's pool: httpx's pool
+        # spends time on every waiting request at each event (O(waiting x connections)), which
+        # made a burst of a thousand calls cost several times the CPU per call.
+        self._in_flight = asyncio.Semaphore(max_connections)
+        self._pool_timeout = timeout.pool
 
     def __repr__(self) -> str:
         token = "set" if self._token else "unset"
-        return f"<Transport {self._http.base_url} token={token}>"
+        return f"<Transport {self.api_root} token={token}>"
 
     @property
     def has_token(self) -> bool:
@@ -84,7 +92,7 @@ class Transport:
         self._token = token
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        await self._wire.aclose()
 
     async def request(
         self,
@@ -96,47 +104,60 @@ class Transport:
         authenticated: bool = True,
     ) -> JSONObject:
         """Send one API call; return the decoded JSON object ({} for 204)."""
-        headers = {}
+        headers = {"Accept": "application/json"}
         if authenticated and self._token:
             headers["Authorization"] = f"Bearer {self._token}"
+        content = None
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+            content = json.dumps(body, separators=(",", ":")).encode()
+        call = Call(method, path, _query(params), content, headers)
         retries = self.retries if method in IDEMPOTENT_METHODS else 0
         attempt = 0
         while True:
             try:
-                # A leading "/" keeps "workers:create:controller-led" from reading as a URL
-                # with the scheme "workers"; httpx still puts it under base_url's /v1/.
-                response = await self._http.request(
-                    method, "/" + path, params=_query(params), json=body, headers=headers
-                )
-            except httpx.TransportError as exc:
+                answer = await self._send(call)
+            except NoAnswer as exc:
                 self._observe(method, 0)
                 if attempt < retries:
                     attempt += 1
-                    await self._sleep(attempt, method, path, type(exc).__name__)
+                    await self._sleep(attempt, method, path, exc.kind)
                     continue
                 raise Unavailable(
-                    f"cannot reach the controller at {self._http.base_url}: "
-                    f"{type(exc).__name__}: {exc}",
+                    f"cannot reach the controller at {self.api_root}: {exc}",
                     method=method,
                     path=path,
-                ) from exc
-            self._observe(method, response.status_code)
-            if response.status_code == 429 and attempt < max(retries, self.retries):
+                ) from exc.__cause__
+            self._observe(method, answer.status)
+            if answer.status == 429 and attempt < max(retries, self.retries):
                 # Rate limited: the controller did not act on the request, so even a
                 # non-idempotent call is safe to send again, after the time it asks for.
                 attempt += 1
-                await self._sleep(
-                    attempt, method, path, "HTTP 429", at_least=_retry_after(response)
-                )
+                await self._sleep(attempt, method, path, "HTTP 429", at_least=_retry_after(answer))
                 continue
-            if response.status_code >= 500 and attempt < retries:
+            if answer.status >= 500 and attempt < retries:
                 attempt += 1
-                await self._sleep(attempt, method, path, f"HTTP {response.status_code}")
+                await self._sleep(attempt, method, path, f"HTTP {answer.status}")
                 continue
-            if method == "DELETE" and response.status_code == 404 and attempt > 0:
+            if method == "DELETE" and answer.status == 404 and attempt > 0:
                 # An earlier attempt whose answer was lost may have deleted it already.
                 return {}
-            return _decode(response, method, path)
+            return _decode(answer, method, path)
+
+    async def _send(self, call: Call) -> Answer:
+        """One exchange, once a place among the calls in flight is free (within the pool
+        timeout, as the library's own pool would wait)."""
+        try:
+            async with asyncio.timeout(self._pool_timeout):
+                await self._in_flight.acquire()
+        except TimeoutError:
+            raise NoAnswer(
+                "PoolTimeout", f"no free connection within {self._pool_timeout:g} s"
+            ) from None
+        try:
+            return await self._wire.send(call)
+        finally:
+            self._in_flight.release()
 
     def _observe(self, method: str, status: int) -> None:
         if self._on_attempt is not None:
@@ -150,9 +171,9 @@ class Transport:
         await asyncio.sleep(delay)
 
 
-def _retry_after(response: httpx.Response) -> float:
+def _retry_after(answer: Answer) -> float:
     try:
-        return min(60.0, float(response.headers.get("Retry-After", "1")))
+        return min(60.0, float(answer.headers.get("Retry-After", "1")))
     except ValueError:
         return 1.0
 
@@ -167,30 +188,31 @@ def _query(params: Mapping[str, str | int | bool] | None) -> dict[str, str] | No
     }
 
 
-def _decode(response: httpx.Response, method: str, path: str) -> JSONObject:
-    if response.status_code == 429:
-        raise _rate_limited(response, method, path)
-    if (response.status_code == 204 or not response.content) and response.is_success:
+def _decode(answer: Answer, method: str, path: str) -> JSONObject:
+    if answer.status == 429:
+        raise _rate_limited(answer, method, path)
+    success = 200 <= answer.status < 300
+    if (answer.status == 204 or not answer.content) and success:
         return {}
     try:
-        payload = response.json()
-    except json.JSONDecodeError as exc:
+        payload = json.loads(answer.content)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ProtocolError(
-            f"answer is not JSON: {response.text[:200]!r}",
-            status=response.status_code,
+            f"answer is not JSON: {answer.content[:200].decode(errors='replace')!r}",
+            status=answer.status,
             method=method,
             path=path,
         ) from exc
     if not isinstance(payload, dict):
         raise ProtocolError("answer is not a JSON object", method=method, path=path)
-    if response.is_success:
+    if success:
         return payload
-    raise error_from_body(payload, response.status_code, method, path)
+    raise error_from_body(payload, answer.status, method, path)
 
 
-def _rate_limited(response: httpx.Response, method: str, path: str) -> RateLimited:
+def _rate_limited(answer: Answer, method: str, path: str) -> RateLimited:
     return RateLimited(
-        f"rate limited by the controller; retry after {_retry_after(response):.0f} s",
+        f"rate limited by the controller; retry after {_retry_after(answer):.0f} s",
         kind="ResourceExhausted",
         status=429,
         method=method,

@@ -20,10 +20,9 @@ from boundary_operator.services.desired import (
     desired_targets,
     is_exposed,
 )
-from boundary_operator.services.sync import ServiceSync
+from boundary_operator.services.sync import CONCURRENCY, ServiceSync
 
 log = logging.getLogger("boundary_operator.services")
-CONCURRENCY = 8
 
 
 @dataclass

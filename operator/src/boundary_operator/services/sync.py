@@ -24,6 +24,11 @@ from boundary_operator.services.ownership import OwnedIndex, Owner
 
 log = logging.getLogger("boundary_operator.services")
 
+CONCURRENCY = 8
+"""Services synced with the controller at once. kopf hands over every Service of a burst at
+the same moment; past a few calls in flight the controller gets no faster, and every waiting
+call would wait in the client's pool, toward its timeout."""
+
 
 async def _already_gone_ok(deletion: Awaitable[None]) -> None:
     """A delete whose object is already gone (an event and a resync racing, or a hand-made
@@ -59,6 +64,7 @@ class ServiceSync:
         self._alias_token: str | None = None
         self._projects: dict[str, str] = {}
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._slots = asyncio.Semaphore(CONCURRENCY)
         self._first_refresh = asyncio.Lock()
         self._refreshed = False
         self._sources_known: set[str] = set()
@@ -133,7 +139,9 @@ class ServiceSync:
         self, namespace: str, service: str, uid: str, desired: list[DesiredTarget]
     ) -> Outcome:
         await self._views_ready()
-        async with self._locks[uid]:
+        # A slot before the Service's lock: whoever holds a lock holds a slot, never waits
+        # for one.
+        async with self._slots, self._locks[uid]:
             return await self._sync(namespace, service, uid, desired)
 
     async def _sync(
@@ -377,7 +385,7 @@ class ServiceSync:
     async def remove_service(self, uid: str) -> Outcome:
         """Everything we created for a Service that is gone or no longer exposed."""
         await self._views_ready()
-        async with self._locks[uid]:
+        async with self._slots, self._locks[uid]:
             outcome = Outcome()
             aliases = {o.port: a for o, a in self.owned_aliases(uid).values()}
             for owner, target in list(self.owned_targets(uid).values()):

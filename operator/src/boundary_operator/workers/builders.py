@@ -415,5 +415,16 @@ def build_all(ctx: WorkerContext, tokens: dict[str, str]) -> list[Manifest]:
     ]
 
 
+def apply_rounds(manifests: list[Manifest]) -> list[list[Manifest]]:
+    """The manifests in rounds to apply one after another, each round's concurrently: what
+    the StatefulSet refers to (its ConfigMap, tokens, Services) first, so that a pod it starts
+    or rolls finds them as they are meant to be, then the StatefulSet."""
+    rounds = [
+        [m for m in manifests if m["kind"] != "StatefulSet"],
+        [m for m in manifests if m["kind"] == "StatefulSet"],
+    ]
+    return [r for r in rounds if r]
+
+
 def dumps(manifest: Manifest) -> str:
     return json.dumps(manifest, indent=2, sort_keys=True) + "\n"

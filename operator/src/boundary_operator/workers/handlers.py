@@ -47,11 +47,12 @@ def _report(body: kopf.Body, patch: kopf.Patch, result: SyncResult) -> None:
 
 
 async def _reconcile(
-    runtime: Runtime, body: kopf.Body, patch: kopf.Patch, retry: int
+    runtime: Runtime, body: kopf.Body, patch: kopf.Patch, retry: int, created: bool = False
 ) -> SyncResult:
     async with runtime.locks[body["metadata"]["uid"]]:
         try:
-            result = await (await _service(runtime)).reconcile(dict(body))
+            service = await _service(runtime)
+            result = await service.reconcile(dict(body), created=created)
         except (BoundaryError, KubeError) as exc:
             await runtime.forget_login(exc)
             peer = "Boundary" if isinstance(exc, BoundaryError) else "Kubernetes"
@@ -75,11 +76,11 @@ async def _reconcile(
 @kopf.on.create(*RESOURCE)
 @kopf.on.update(*RESOURCE)
 async def reconcile(
-    memo: Runtime, body: kopf.Body, patch: kopf.Patch, retry: int, **_: Any
+    memo: Runtime, body: kopf.Body, patch: kopf.Patch, retry: int, reason: str, **_: Any
 ) -> None:
     # What is still converging (a scale-down waiting for its pods, workers connecting) is
     # picked up by the refresh timer.
-    await _reconcile(memo, body, patch, retry)
+    await _reconcile(memo, body, patch, retry, created=reason == kopf.Reason.CREATE)
 
 
 @kopf.timer(*RESOURCE, interval=STATUS_INTERVAL, initial_delay=STATUS_INTERVAL)

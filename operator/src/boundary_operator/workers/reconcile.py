@@ -4,10 +4,15 @@ of kopf: the handlers call it and turn its results into status, Events and retri
 
 It compares before it writes, as the refresh timer runs it every 10 s for every resource: a
 manifest is applied only when the live object lacks what we would send (a change, or drift), a
-token Secret only when its tokens change, and Boundary only when a worker is missing or gone."""
+token Secret only when its tokens change, and Boundary only when a worker is missing or gone.
+
+Round trips that do not depend on each other go together: the reads of a reconcile are one
+concurrent round, and so are the manifests the StatefulSet refers to, applied before it (a pod
+started or rolled by a new StatefulSet must find its new ConfigMap and tokens)."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import hashlib
 import json
@@ -36,6 +41,7 @@ from boundary_operator.workers.tokens import (
     ConfigError,
     Identity,
     Registrar,
+    Registration,
     WorkerNotOurs,
     plain_text_tokens,
     secret_data,
@@ -97,8 +103,11 @@ class WorkerService:
     def registrar(self, identity: Identity) -> Registrar | None:
         return Registrar(self.boundary, identity) if self.boundary is not None else None
 
-    async def _live(self, identity: Identity) -> Live:
-        """The objects the operator applies for this resource, as they are now."""
+    async def _read(
+        self, identity: Identity, user_secret: str | None
+    ) -> tuple[Live, dict[str, Manifest]]:
+        """In one concurrent round: the objects the operator applies for this resource (and
+        the user's token Secret, if the spec names one), as they are now, and its pods."""
         name, namespace = identity.name, identity.namespace
         wanted = [
             ("ConfigMap", naming.config_map_name(name)),
@@ -108,7 +117,13 @@ class WorkerService:
             ("StatefulSet", name),
             ("PodDisruptionBudget", naming.disruption_budget_name(name)),
         ]
-        return {(kind, n): await self.kube.get(kind, namespace, n) for kind, n in wanted}
+        if user_secret is not None:
+            wanted.append(("Secret", user_secret))
+        found, pods = await asyncio.gather(
+            asyncio.gather(*(self.kube.get(kind, namespace, n) for kind, n in wanted)),
+            self._pods(identity),
+        )
+        return dict(zip(wanted, found, strict=True)), pods
 
     async def _apply(self, manifest: Manifest, live: Live) -> None:
         desired = stamped(manifest)
@@ -120,7 +135,10 @@ class WorkerService:
 
     # ------------------------------------------------------------------ reconcile
 
-    async def reconcile(self, body: Manifest) -> SyncResult:
+    async def reconcile(self, body: Manifest, *, created: bool = False) -> SyncResult:
+        """Bring the resource's workers and objects to what it asks for. `created`: the
+        resource was just created, so none of its Boundary workers can exist yet; they are
+        registered while its objects are read."""
         result = SyncResult()
         identity = self.identity(body)
         try:
@@ -132,34 +150,46 @@ class WorkerService:
             result.conditions.append(Condition("ConfigValid", False, "InvalidSpec", problems))
             result.events.append(Event("Warning", "InvalidSpec", problems))
             return result
-        live = await self._live(identity)
-        ctx = builders.WorkerContext(
-            name=identity.name,
-            namespace=identity.namespace,
-            uid=identity.uid,
-            spec=spec,
-            default_image=self.settings.worker_image,
-            cluster_domain=self.settings.cluster_domain,
-            load_balancer_address=_load_balancer_address(
-                live[("Service", naming.proxy_service_name(identity.name))]
-            ),
-            generation=int(body["metadata"].get("generation", 0)),
-        )
-        reregister = _ordinals(body["metadata"].get("annotations", {}).get(REREGISTER_ANNOTATION))
-        stored = secret_data(live[("Secret", naming.token_secret_name(identity.name))])
-        registration = spec.registration
-        plain_text = registration.controller_generated_activation_token
-        ref = registration.activation_token_secret_ref
+        plain_text = spec.registration.controller_generated_activation_token
+        ref = spec.registration.activation_token_secret_ref
+        automatic = not plain_text and ref is None
         registrar = self.registrar(identity)
-        owned: dict[int, Worker] = {}
+        reregister = _ordinals(body["metadata"].get("annotations", {}).get(REREGISTER_ANNOTATION))
+        fresh = automatic and spec.replicas > 0 and not reregister
+        reading = self._read(identity, ref.name if ref is not None else None)
+        early: Registration | None = None
         try:
+            if created and fresh and registrar is not None:
+                (live, pods), early = await asyncio.gather(
+                    reading, registrar.register_all(spec.replicas, result)
+                )
+            else:
+                live, pods = await reading
+            token_secret = live[("Secret", naming.token_secret_name(identity.name))]
+            if early is None and fresh and registrar is not None and token_secret is None:
+                # No token Secret yet (a first reconcile, usually): register before listing.
+                early = await registrar.register_all(spec.replicas, result)
+            ctx = builders.WorkerContext(
+                name=identity.name,
+                namespace=identity.namespace,
+                uid=identity.uid,
+                spec=spec,
+                default_image=self.settings.worker_image,
+                cluster_domain=self.settings.cluster_domain,
+                load_balancer_address=_load_balancer_address(
+                    live[("Service", naming.proxy_service_name(identity.name))]
+                ),
+                generation=int(body["metadata"].get("generation", 0)),
+            )
+            owned: dict[int, Worker] = {}
             if plain_text:
                 tokens = plain_text_tokens(ctx, plain_text, result)
             elif ref is not None:
-                secret = await self.kube.get("Secret", ctx.namespace, ref.name)
-                tokens = secret_ref_tokens(ctx, ref.name, ref.key, secret)
+                tokens = secret_ref_tokens(ctx, ref.name, ref.key, live[("Secret", ref.name)])
             elif registrar is not None:
-                tokens, owned = await registrar.tokens(ctx, stored, reregister, result)
+                tokens, owned = await registrar.tokens(
+                    ctx, secret_data(token_secret), reregister, result, early
+                )
             else:
                 raise ConfigError(
                     "automatic registration needs controller credentials "
@@ -194,12 +224,11 @@ class WorkerService:
                     "Secret and use spec.registration.activationTokenSecretRef",
                 )
             )
-        for manifest in builders.build_all(ctx, tokens):
-            await self._apply(manifest, live)
+        for manifests in builders.apply_rounds(builders.build_all(ctx, tokens)):
+            await asyncio.gather(*(self._apply(manifest, live) for manifest in manifests))
         if reregister:
             await self._finish_reregistration(ctx, reregister, result)
 
-        pods = await self._pods(ctx.name, ctx.namespace)
         if registrar is not None:
             await self._scale_down(ctx, registrar, owned, pods, tokens, live, result)
             result.events += await draining.sync_marks(
@@ -208,14 +237,14 @@ class WorkerService:
             stateful_set = live[("StatefulSet", ctx.name)]
             await self._restart_unreloaded(ctx, owned, pods, stateful_set, result)
         result.replicas = replica_status(ctx.name, spec.replicas, owned, pods)
-        summarise(automatic=not plain_text and ref is None, result=result)
+        summarise(automatic=automatic, result=result)
         return result
 
-    async def _pods(self, name: str, namespace: str) -> dict[str, Manifest]:
-        selector = naming.label_selector(naming.worker_selector_labels(name))
+    async def _pods(self, identity: Identity) -> dict[str, Manifest]:
+        selector = naming.label_selector(naming.worker_selector_labels(identity.name))
         return {
             p["metadata"]["name"]: p
-            for p in await self.kube.list("Pod", namespace, label_selector=selector)
+            for p in await self.kube.list("Pod", identity.namespace, label_selector=selector)
         }
 
     async def follow_pods(self, body: Manifest) -> list[Event]:
@@ -230,7 +259,7 @@ class WorkerService:
         if registrar is None or spec.registration.mode != "automatic":
             return []
         owned = await registrar.owned()
-        pods = await self._pods(identity.name, identity.namespace)
+        pods = await self._pods(identity)
         return await draining.sync_marks(
             registrar.boundary.workers, identity.name, spec.replicas, owned, pods
         )

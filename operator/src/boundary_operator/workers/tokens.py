@@ -4,8 +4,9 @@ which Boundary workers of the controller are this resource's own."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from boundary_api import Conflict, Worker
 from boundary_api.ports import BoundaryPort
@@ -64,6 +65,16 @@ def secret_data(secret: Manifest | None) -> dict[str, str]:
     return {key: base64.b64decode(value).decode() for key, value in data.items()}
 
 
+@dataclass
+class Registration:
+    """Workers registered at once, before any listing."""
+
+    tokens: dict[str, str] = field(default_factory=dict)
+    owned: dict[int, Worker] = field(default_factory=dict)
+    taken: bool = False
+    """Some name was taken already."""
+
+
 @dataclass(frozen=True)
 class Registrar:
     """Registers and deregisters this resource's workers with the controller; never touches a
@@ -97,10 +108,42 @@ class Registrar:
     async def deregister(self, worker: Worker) -> None:
         await self.boundary.workers.delete(worker.id)
 
+    async def register_all(self, replicas: int, result: SyncResult) -> Registration:
+        """Register every replica at once, before any listing: right when none of this
+        resource's workers can exist yet (a name turns out taken otherwise)."""
+        outcomes = await asyncio.gather(
+            *(self.register(ordinal) for ordinal in range(replicas)), return_exceptions=True
+        )
+        registration = Registration()
+        for ordinal, outcome in enumerate(outcomes):
+            if isinstance(outcome, WorkerNotOurs):
+                registration.taken = True
+            elif isinstance(outcome, BaseException):
+                raise outcome
+            else:
+                pod = naming.pod_name(self.identity.name, ordinal)
+                registration.owned[ordinal], registration.tokens[pod] = outcome
+                result.events.append(_registered_event(outcome[0], pod))
+        return registration
+
     async def tokens(
-        self, ctx: WorkerContext, stored: dict[str, str], reregister: set[int], result: SyncResult
+        self,
+        ctx: WorkerContext,
+        stored: dict[str, str],
+        reregister: set[int],
+        result: SyncResult,
+        registration: Registration | None = None,
     ) -> tuple[dict[str, str], dict[int, Worker]]:
-        """A token for every replica (registering the missing ones), and our workers."""
+        """A token for every replica (registering the missing ones), and our workers.
+
+        `registration`: what register_all made already; when no name was taken, that is all
+        there is, and the controller's workers are not listed."""
+        if registration is not None:
+            if not registration.taken:
+                return registration.tokens, registration.owned
+            # A name was taken: the listing finds out whose (ours, with the token Secret lost
+            # by hand; or a stranger's), and finds those just made ours, their tokens held.
+            stored = {**stored, **registration.tokens}
         owned = await self.owned()
         tokens: dict[str, str] = {}
         for ordinal in range(ctx.spec.replicas):
@@ -123,13 +166,7 @@ class Registrar:
             if worker is None:
                 worker, tokens[pod] = await self.register(ordinal)
                 owned[ordinal] = worker
-                result.events.append(
-                    Event(
-                        "Normal",
-                        "Registered",
-                        f"registered Boundary worker {worker.name} ({worker.id}) for {pod}",
-                    )
-                )
+                result.events.append(_registered_event(worker, pod))
             elif pod in stored:
                 tokens[pod] = stored[pod]
         # Ordinals past the replica count keep their token until their worker is deleted.
@@ -138,6 +175,12 @@ class Registrar:
             if ordinal >= ctx.spec.replicas and pod in stored:
                 tokens[pod] = stored[pod]
         return tokens, owned
+
+
+def _registered_event(worker: Worker, pod: str) -> Event:
+    return Event(
+        "Normal", "Registered", f"registered Boundary worker {worker.name} ({worker.id}) for {pod}"
+    )
 
 
 PLAIN_TEXT_WARNING = Event(
