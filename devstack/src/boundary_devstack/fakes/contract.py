@@ -378,7 +378,53 @@ async def missing_objects_and_selectors(kube: KubePort, namespace: str, tag: str
         assert await kube.delete("ConfigMap", namespace, f"{tag}-{suffix}")
 
 
+async def leases_are_created_once_and_changed_at_the_version_read(
+    kube: KubePort, namespace: str, tag: str
+) -> None:
+    """What leader election relies on: a Lease is created once (a second create is a 409
+    AlreadyExists), its MicroTimes come back as written, a merge patch carrying the
+    resourceVersion read wins once, and a null removes the holder."""
+    name = f"{tag}-lease"
+    spec = {
+        "holderIdentity": "pod-a",
+        "leaseDurationSeconds": 8,
+        "acquireTime": "2026-01-01T00:00:00.123456Z",
+        "renewTime": "2026-01-01T00:00:00.123456Z",
+        "leaseTransitions": 0,
+    }
+    lease = {
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": spec,
+    }
+    created = await kube.create(lease)
+    assert created["spec"] == spec
+    again = await _raises(KubeError, kube.create(lease))
+    assert isinstance(again, KubeError)
+    assert (again.status, again.reason) == (409, "AlreadyExists")
+    read = created["metadata"]["resourceVersion"]
+
+    def renewal(version: str, holder: str | None) -> dict[str, object]:
+        return {"metadata": {"resourceVersion": version}, "spec": {"holderIdentity": holder}}
+
+    await kube.patch_merge("Lease", namespace, name, renewal(read, "pod-b"))
+    lost = await _raises(KubeError, kube.patch_merge("Lease", namespace, name, renewal(read, "x")))
+    assert isinstance(lost, KubeError)
+    assert lost.status == 409
+    current = await kube.get("Lease", namespace, name)
+    assert current is not None
+    assert current["spec"]["holderIdentity"] == "pod-b"
+    version = current["metadata"]["resourceVersion"]
+    await kube.patch_merge("Lease", namespace, name, renewal(version, None))
+    released = await kube.get("Lease", namespace, name)
+    assert released is not None
+    assert "holderIdentity" not in released["spec"]
+    assert await kube.delete("Lease", namespace, name)
+
+
 KUBE_SCENARIOS = [
+    leases_are_created_once_and_changed_at_the_version_read,
     apply_writes_only_changes,
     stale_resource_versions_conflict,
     missing_objects_and_selectors,
