@@ -7,11 +7,13 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+import uuid
 from collections import Counter
 from typing import Any
 
 from boundary_api import BoundaryClient
 from boundary_devstack.clients import Kubectl
+from boundary_devstack.stack import StackEnv
 
 
 def service(namespace: str, name: str, alias: str | None) -> dict[str, Any]:
@@ -141,3 +143,29 @@ async def create_unowned(
     )
     aliases = (await boundary.aliases.list("global")).items
     return {"target": target, "alias": next(a for a in aliases if a.destination_id == target.id)}
+
+
+async def start_scenario(
+    stack_env: StackEnv,
+    kubectl: Kubectl,
+    boundary: BoundaryClient,
+    prefix: str,
+    *,
+    services: int,
+    workers: int,
+) -> tuple[Scenario, dict[str, Any]]:
+    """A fresh namespace holding `workers` BoundaryPKIWorkers (`w<n>`) and `services` exposed
+    Services (`svc-<n>`), a cluster name of its own, and the unowned objects to leave alone."""
+    namespace = f"{prefix}-{uuid.uuid4().hex[:6]}"
+    scenario = Scenario(
+        namespace, f"{prefix[:2]}{uuid.uuid4().hex[:6]}", stack_env.values["BOUNDARY_PROJECT_ID"]
+    )
+    kubectl("create", "namespace", namespace)
+    upstream = stack_env.values["BOUNDARY_CLUSTER_ADDR"]
+    items = [worker(namespace, f"w{i}", upstream) for i in range(workers)]
+    for i in range(services):
+        scenario.aliases[f"svc-{i}"] = scenario.default_alias(f"svc-{i}")
+        items.append(service(namespace, f"svc-{i}", None))
+    kubectl.apply({"apiVersion": "v1", "kind": "List", "items": items})
+    untouched = await create_unowned(boundary, scenario.project, namespace, scenario.cluster)
+    return scenario, untouched

@@ -11,7 +11,7 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -225,25 +225,46 @@ def operator_under_chart(
     work_dir: Path,
     **values: Any,
 ) -> Iterator[tuple[ManagedProcess, ChartOperator]]:
-    """Install the chart in `namespace` (which it also watches), then run the operator as its
-    pod would. On exit, as the chart's pre-delete hook would: delete the namespace's
-    BoundaryPKIWorkers while the operator runs (restarted if a test killed it), so their
-    finalizers complete and their Boundary workers go; then stop it and `helm uninstall`."""
+    """Install the chart in `namespace` (which it also watches), then run the operator as one
+    of its pods would (it wins the leader election Lease alone). On exit, as the chart's
+    pre-delete hook would: delete the namespace's BoundaryPKIWorkers while the operator runs
+    (restarted if a test killed it), so their finalizers complete and their Boundary workers
+    go; then stop it and `helm uninstall`."""
+    with replicas_under_chart(stack, namespace, release, work_dir, 1, **values) as replicas:
+        yield replicas[0]
+
+
+@contextmanager
+def replicas_under_chart(
+    stack: StackEnv,
+    namespace: str,
+    release: str,
+    work_dir: Path,
+    count: int,
+    **values: Any,
+) -> Iterator[list[tuple[ManagedProcess, ChartOperator]]]:
+    """`operator_under_chart` with `count` replicas, as the Deployment's pods `<full
+    name>-<n>` would run (each its metrics on a port of its own), all started."""
     kubectl, helm = Kubectl(stack), Helm(stack)
     create_credentials_secret(kubectl, stack, namespace)
     install(helm, release, namespace, stack_values(stack, [namespace], **values), work_dir)
-    operator = chart_operator(kubectl, namespace, release, work_dir)
-    process = operator_process(
-        operator, work_dir, f"operator-{release}", pod_name=f"{release_full_name(release)}-0"
-    )
-    process.start()
+    first = chart_operator(kubectl, namespace, release, work_dir)
+    replicas = []
+    for n in range(count):
+        operator = first if n == 0 else replace(first, metrics_port=free_port())
+        pod = f"{release_full_name(release)}-{n}"
+        process = operator_process(operator, work_dir, f"operator-{release}-{n}", pod_name=pod)
+        replicas.append((process, operator))
+    for process, _ in replicas:
+        process.start()
     try:
-        yield process, operator
+        yield replicas
     finally:
-        if not process.running():
-            process.start()
+        if not any(process.running() for process, _ in replicas):
+            replicas[0][0].start()
         try:
             kubectl("delete", "bpw", "--all", "-n", namespace, "--timeout=120s", timeout=150)
         finally:
-            process.stop()
+            for process, _ in replicas:
+                process.stop()
             helm("uninstall", release, "--namespace", namespace, "--no-hooks")
