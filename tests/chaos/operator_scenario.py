@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 import time
+import urllib.request
 import uuid
 from collections import Counter
 from typing import Any
@@ -26,6 +28,21 @@ def service(namespace: str, name: str, alias: str | None) -> dict[str, Any]:
         "metadata": {"name": name, "namespace": namespace, "annotations": annotations},
         "spec": {"ports": [{"name": "http", "port": 80}]},
     }
+
+
+def boundary_attempts(metrics_port: int) -> Counter[tuple[str, str]]:
+    """The operator's Boundary HTTP attempts so far, by (method, status code) ("0": no answer),
+    from its /metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    counts: Counter[tuple[str, str]] = Counter()
+    for m in re.finditer(
+        r'^boundary_operator_boundary_requests_total\{code="(\d+)",method="(\w+)"\} (\S+)$',
+        text,
+        re.MULTILINE,
+    ):
+        counts[m.group(2), m.group(1)] += int(float(m.group(3)))
+    return counts
 
 
 def worker(namespace: str, name: str, upstream: str) -> dict[str, Any]:

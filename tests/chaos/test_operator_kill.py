@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from chaos_profile import pick
-from operator_scenario import Scenario, converge, start_scenario
+from operator_scenario import Scenario, boundary_attempts, converge, start_scenario
 
 from boundary_api import BoundaryClient
 from boundary_devstack.chart import (
@@ -56,6 +56,28 @@ async def _kill_mid_sync(
         pending = len(await scenario.problems(boundary, untouched))
     kill()
     return time.monotonic() - started, len(await scenario.problems(boundary, untouched))
+
+
+def _boundary_writes(metrics_port: int) -> int:
+    return sum(n for (method, _), n in boundary_attempts(metrics_port).items() if method != "GET")
+
+
+async def _kill_at_first_write(
+    metrics_port: int, kill: Callable[[], None], pause: float, mutation: Callable[[], None] | None
+) -> tuple[float, float]:
+    """Apply `mutation` (in a thread) and kill the operator `pause` seconds after its next write
+    to Boundary: mid-sync however fast a warm leader syncs (one polled on Boundary's listings
+    was often done before the poll saw progress). Seconds waited, and the moment of the kill."""
+    before = _boundary_writes(metrics_port)
+    started = time.monotonic()
+    applying = asyncio.ensure_future(asyncio.to_thread(mutation)) if mutation else None
+    await _until(lambda: _boundary_writes(metrics_port) > before, timeout=60, interval=0.02)
+    await asyncio.sleep(pause)
+    kill()
+    killed = time.monotonic()
+    if applying is not None:
+        await applying
+    return killed - started, killed
 
 
 def _finish(tmp_path: Path, report: list[dict[str, Any]], rounds: int) -> None:
@@ -151,24 +173,27 @@ async def test_kill_9_of_the_leader_hands_over_to_the_standby(
     with replicas_under_chart(
         stack_env, namespace, release, tmp_path, 2, **scenario_values(stack_env, cluster)
     ) as replicas:
-        pods = {f"{lease}-{n}": process for n, (process, _) in enumerate(replicas)}
+        pods = {f"{lease}-{n}": replica for n, replica in enumerate(replicas)}
 
         def holder() -> str:
             return _lease_holder(kubectl, namespace, lease)
 
         for round_number in range(LEADER_ROUNDS):
-            if round_number:
-                scenario.mutate(kubectl, round_number)
             assert await _until(lambda: holder() in pods, timeout=30, interval=0.2), holder()
             leader_pod = holder()
             (standby_pod,) = set(pods) - {leader_pod}
-            leader, standby = pods[leader_pod], pods[standby_pod]
+            (leader, leader_chart), (standby, _) = pods[leader_pod], pods[standby_pod]
             assert leader.running()
             assert standby.running()
-            killed_after, pending_at_kill = await _kill_mid_sync(
-                scenario, boundary, untouched, leader.kill
+            # Round 0 kills during the first full sync; later ones while the leader applies a
+            # mutation (the rest of which lands while nobody leads).
+            killed_after, killed = await _kill_at_first_write(
+                leader_chart.metrics_port,
+                leader.kill,
+                scenario.rng.uniform(0, 0.3),
+                partial(scenario.mutate, kubectl, round_number) if round_number else None,
             )
-            killed = time.monotonic()
+            pending_at_kill = len(await scenario.problems(boundary, untouched))
             took_over = await _until(
                 partial(_held_by, kubectl, namespace, lease, standby_pod),
                 timeout=TAKEOVER_SECONDS + 15,

@@ -11,15 +11,21 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import signal
 import time
-import urllib.request
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from chaos_profile import pick
-from operator_scenario import Scenario, converge, service, start_scenario, worker
+from operator_scenario import (
+    Scenario,
+    boundary_attempts,
+    converge,
+    service,
+    start_scenario,
+    worker,
+)
 
 from boundary_api import BoundaryClient
 from boundary_devstack.chart import operator_under_chart, scenario_values
@@ -31,17 +37,11 @@ OUTAGE_SECONDS = pick(60, 30)
 CONVERGE_SECONDS = 120
 
 
-def _attempts(metrics_port: int) -> dict[str, int]:
+def _attempts(metrics_port: int) -> Counter[str]:
     """Boundary HTTP attempts so far, by status code ("0": no answer)."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as r:
-        text = r.read().decode()
-    counts: dict[str, int] = {}
-    for m in re.finditer(
-        r'^boundary_operator_boundary_requests_total\{code="(\d+)",method="\w+"\} (\S+)$',
-        text,
-        re.MULTILINE,
-    ):
-        counts[m.group(1)] = counts.get(m.group(1), 0) + int(float(m.group(2)))
+    counts: Counter[str] = Counter()
+    for (_, code), n in boundary_attempts(metrics_port).items():
+        counts[code] += n
     return counts
 
 
