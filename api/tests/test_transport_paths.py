@@ -20,7 +20,7 @@ import pytest
 
 from boundary_api import BoundaryClient, NotFound, RateLimited, Unavailable
 from boundary_api._wire import HTTP_LIBRARIES, HttpLibrary
-from boundary_api.models import Target
+from boundary_api.models import Alias, Target
 
 TARGET = {"id": "ttcp_1", "scope_id": "p_1", "name": "db", "version": 1}
 WORKER = {"id": "w_1", "version": 1, "controller_generated_activation_token": "neslat_1"}
@@ -288,3 +288,25 @@ async def test_an_httpx_transport_still_replaces_the_network() -> None:
     ) as boundary:
         assert (await boundary.targets.read("ttcp_1")).id == "ttcp_1"
     assert str(seen[0].url) == "http://controller.test/v1/targets/ttcp_1"
+
+
+async def test_an_answer_without_a_list_token_is_a_whole_listing_even_to_a_token() -> None:
+    """The controller answers a user who may reach no target at all with an empty, complete
+    listing and no list token, whatever token was sent (measured on 0.21.1: it returns before
+    reading the token). That is the whole list, so the aliases known so far are gone."""
+    seen: list[httpx.Request] = []
+    nothing = {"response_type": "complete", "sort_by": "created_time", "sort_dir": "desc"}
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json=nothing)
+
+    async with BoundaryClient(
+        "http://controller.test", token="at_1", transport=httpx.MockTransport(handle)
+    ) as boundary:
+        listing = await boundary.users.list_resolvable_aliases("u_1", list_token="earlier")
+    assert seen[0].url.params["list_token"] == "earlier"
+    assert (listing.full, listing.items, listing.list_token) == (True, [], "")
+    view = {"alt_1": Alias(id="alt_1", value="db.example", destination_id="ttcp_1")}
+    listing.apply_to(view)
+    assert view == {}

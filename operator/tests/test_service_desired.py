@@ -7,7 +7,12 @@ from typing import Any
 
 import pytest
 
-from boundary_operator.services.desired import SyncSettings, alias_problem, desired_targets
+from boundary_operator.services.desired import (
+    Principal,
+    SyncSettings,
+    alias_problem,
+    desired_targets,
+)
 from boundary_operator.services.ownership import Owner
 
 SETTINGS = SyncSettings(cluster_name="prod", default_scope="p_1234567890")
@@ -141,3 +146,60 @@ def test_ownership_marker_round_trips_and_ignores_others() -> None:
     assert Owner.parse(owner.description("secret-rv=7")) == owner
     assert Owner.parse("made by hand") is None
     assert Owner.parse("boundary-k8s cluster=prod") is None
+
+
+def test_grant_annotations_give_principals_by_id_or_name_in_order_without_repeats() -> None:
+    desired = desired_targets(
+        svc(
+            {
+                "boundaryproject.io/grant-groups": " ops , g_1234567890,mgoidc_abc,ops,",
+                "boundaryproject.io/grant-users": "u_auth, Alice Smith",
+            }
+        ),
+        SETTINGS,
+        secrets={},
+        worker_names=set(),
+    )
+    assert desired.problems == []
+    assert desired.grants == (
+        Principal("group", "ops"),
+        Principal("group", "g_1234567890"),
+        Principal("group", "mgoidc_abc"),
+        Principal("user", "u_auth"),
+        Principal("user", "Alice Smith"),
+    )
+    assert [p.is_id for p in desired.grants] == [False, True, True, True, False]
+    no_grants = desired_targets(svc({}), SETTINGS, secrets={}, worker_names=set())
+    assert no_grants.grants is None
+    emptied = svc({"boundaryproject.io/grant-users": ""})
+    assert desired_targets(emptied, SETTINGS, secrets={}, worker_names=set()).grants == ()
+
+
+def test_grant_annotations_refuse_ids_of_the_wrong_kind_and_everyone() -> None:
+    desired = desired_targets(
+        svc(
+            {
+                "boundaryproject.io/grant-groups": "u_1234567890",
+                "boundaryproject.io/grant-users": "g_1234567890,u_anon,u_recovery",
+            }
+        ),
+        SETTINGS,
+        secrets={},
+        worker_names=set(),
+    )
+    assert desired.targets == []
+    assert desired.problems == [
+        "boundaryproject.io/grant-groups: 'u_1234567890' is a user id; users go in "
+        "boundaryproject.io/grant-users",
+        "boundaryproject.io/grant-users: 'g_1234567890' is a group id; groups go in "
+        "boundaryproject.io/grant-groups",
+        "boundaryproject.io/grant-users: 'u_anon' is anyone, logged in or not: access is not "
+        "granted to it",
+        "boundaryproject.io/grant-users: 'u_recovery' (the recovery KMS user) cannot hold a role",
+    ]
+
+
+def test_a_role_owner_has_no_port() -> None:
+    owner = Owner("prod", "data", "db", "u-1")
+    assert owner.description() == "boundary-k8s cluster=prod namespace=data service=db uid=u-1"
+    assert Owner.parse(owner.description()) == owner

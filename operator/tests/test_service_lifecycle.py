@@ -33,12 +33,6 @@ def service(name: str, uid: str, **annotations: str) -> dict[str, Any]:
     return exposed_service(NAMESPACE, name, uid=uid, annotations=annotations, ports=ports)
 
 
-async def login(controller: FakeController) -> BoundaryClient:
-    client = controller.client()
-    await client.authenticate_password(AUTH_METHOD, LOGIN, PASSWORD)
-    return client
-
-
 @dataclass
 class World:
     controller: FakeController
@@ -66,7 +60,7 @@ class World:
 
     async def restart(self) -> None:
         """A new operator process: fresh views, a fresh login, the same controller."""
-        self.publisher = publisher(await login(self.controller), self.kube)
+        self.publisher = publisher(await self.controller.login(), self.kube)
 
 
 def publisher(boundary: BoundaryClient, kube: FakeKube) -> ServicePublisher:
@@ -78,7 +72,7 @@ def publisher(boundary: BoundaryClient, kube: FakeKube) -> ServicePublisher:
 @pytest.fixture
 async def world() -> AsyncIterator[World]:
     controller, kube = FakeController(), FakeKube()
-    boundary = await login(controller)
+    boundary = await controller.login()
     yield World(controller, kube, publisher(boundary, kube))
     await boundary.aclose()
 
@@ -124,7 +118,7 @@ async def test_publish_update_rename_conflict_orphan_delete_restart(world: World
     assert f"{CLUSTER}/{NAMESPACE}/copy/pg" not in world.targets()
 
     # A hand-made alias is never ours, whether the views know it yet or not.
-    boundary = await login(world.controller)
+    boundary = await world.controller.login()
     await boundary.aliases.create("hand.example", destination_id=target["id"])
     world.kube.put(service("hand", "uid-hand", **{"boundaryproject.io/alias": "hand.example"}))
     assert not await world.publish("hand")
@@ -177,7 +171,7 @@ async def test_a_quiet_resync_reads_by_delta_and_writes_nothing(world: World) ->
     before = world.writes()
     quiet = await world.publisher.resync()
     assert (quiet.writes, quiet.removed, quiet.problems) == (0, 0, 0)
-    assert quiet.reads == 2  # one delta page of targets, one of aliases
+    assert quiet.reads == 3  # one delta page each of targets, aliases and roles
     assert world.writes() == before
 
 
@@ -185,7 +179,7 @@ async def test_a_target_deleted_by_hand_comes_back(world: World) -> None:
     world.kube.put(service("db", "uid-db"))
     await world.publisher.resync()
     first = world.targets()[f"{CLUSTER}/{NAMESPACE}/db/pg"]["id"]
-    boundary = await login(world.controller)
+    boundary = await world.controller.login()
     await boundary.targets.delete(first)
     await world.publisher.resync()
     second = world.targets()[f"{CLUSTER}/{NAMESPACE}/db/pg"]["id"]
@@ -204,7 +198,7 @@ async def test_a_relogin_keeps_the_views_and_reports_no_false_conflict() -> None
     controller, kube = FakeController(), FakeKube()
 
     async def connect(_: OperatorSettings) -> BoundaryClient:
-        return await login(controller)
+        return await controller.login()
 
     settings = OperatorSettings.model_validate(
         {
@@ -253,7 +247,7 @@ async def test_brokered_credentials_follow_the_secret_and_go_with_the_annotation
     annotated = {"boundaryproject.io/credentials-secret": "db-login"}
     world.kube.put(service("db", "uid-db", **annotated))
     assert await world.publish("db")
-    boundary = await login(world.controller)
+    boundary = await world.controller.login()
     session = await boundary.sessions.authorize(f"db.{NAMESPACE}.{CLUSTER}")
     assert [(c.username, c.password) for c in session.credentials] == [("app", "first")]
     stores = len(world.controller.objects("credential-stores"))
@@ -328,7 +322,7 @@ async def test_a_missing_grant_is_not_taken_for_an_ended_login() -> None:
     controller = FakeController()
 
     async def connect(_: OperatorSettings) -> BoundaryClient:
-        return await login(controller)
+        return await controller.login()
 
     settings = OperatorSettings.model_validate(
         {"BOUNDARY_ADDR": "http://fake-controller", "BOUNDARY_TOKEN": "at_1234567890_x"}

@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 import time
+import urllib.request
+import uuid
 from collections import Counter
 from typing import Any
 
 from boundary_api import BoundaryClient
 from boundary_devstack.clients import Kubectl
+from boundary_devstack.stack import StackEnv
 
 
 def service(namespace: str, name: str, alias: str | None) -> dict[str, Any]:
@@ -24,6 +28,21 @@ def service(namespace: str, name: str, alias: str | None) -> dict[str, Any]:
         "metadata": {"name": name, "namespace": namespace, "annotations": annotations},
         "spec": {"ports": [{"name": "http", "port": 80}]},
     }
+
+
+def boundary_attempts(metrics_port: int) -> Counter[tuple[str, str]]:
+    """The operator's Boundary HTTP attempts so far, by (method, status code) ("0": no answer),
+    from its /metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    counts: Counter[tuple[str, str]] = Counter()
+    for m in re.finditer(
+        r'^boundary_operator_boundary_requests_total\{code="(\d+)",method="(\w+)"\} (\S+)$',
+        text,
+        re.MULTILINE,
+    ):
+        counts[m.group(2), m.group(1)] += int(float(m.group(3)))
+    return counts
 
 
 def worker(namespace: str, name: str, upstream: str) -> dict[str, Any]:
@@ -141,3 +160,29 @@ async def create_unowned(
     )
     aliases = (await boundary.aliases.list("global")).items
     return {"target": target, "alias": next(a for a in aliases if a.destination_id == target.id)}
+
+
+async def start_scenario(
+    stack_env: StackEnv,
+    kubectl: Kubectl,
+    boundary: BoundaryClient,
+    prefix: str,
+    *,
+    services: int,
+    workers: int,
+) -> tuple[Scenario, dict[str, Any]]:
+    """A fresh namespace holding `workers` BoundaryPKIWorkers (`w<n>`) and `services` exposed
+    Services (`svc-<n>`), a cluster name of its own, and the unowned objects to leave alone."""
+    namespace = f"{prefix}-{uuid.uuid4().hex[:6]}"
+    scenario = Scenario(
+        namespace, f"{prefix[:2]}{uuid.uuid4().hex[:6]}", stack_env.values["BOUNDARY_PROJECT_ID"]
+    )
+    kubectl("create", "namespace", namespace)
+    upstream = stack_env.values["BOUNDARY_CLUSTER_ADDR"]
+    items = [worker(namespace, f"w{i}", upstream) for i in range(workers)]
+    for i in range(services):
+        scenario.aliases[f"svc-{i}"] = scenario.default_alias(f"svc-{i}")
+        items.append(service(namespace, f"svc-{i}", None))
+    kubectl.apply({"apiVersion": "v1", "kind": "List", "items": items})
+    untouched = await create_unowned(boundary, scenario.project, namespace, scenario.cluster)
+    return scenario, untouched

@@ -56,6 +56,10 @@ CORPUS: list[tuple[dict[str, str], list[dict[str, Any]], bool, str]] = [
     ({P + "session-connection-limit": "-2"}, HTTP, False, P + "session-connection-limit"),
     ({P + "session-connection-limit": "many"}, HTTP, False, P + "session-connection-limit"),
     ({}, HTTP, True, "no cluster IP"),
+    ({P + "grant-groups": "u_1234567890"}, HTTP, False, P + "grant-groups"),
+    ({P + "grant-users": "g_1234567890"}, HTTP, False, P + "grant-users"),
+    ({P + "grant-users": "ops,u_anon"}, HTTP, False, P + "grant-users"),
+    ({P + "grant-users": "u_recovery"}, HTTP, False, P + "grant-users"),
     (
         {P + "alias": "Bad", P + "session-connection-limit": "x", P + "worker": "ghost"},
         HTTP,

@@ -2,9 +2,10 @@
 any single verb of any rule taken away it fails (a Forbidden in the operator's log, or the
 scenario not finishing). The scenario uses what the operator is for: a BoundaryPKIWorker
 registered, re-registered (its pod restarted) and torn down, and a Service with brokered
-credentials published.
+credentials published; by an operator that has to win its leader election Lease first.
 
-`make test-chaos` removes every verb in turn; `make test` removes a fixed sample."""
+`make test-chaos` removes every verb in turn; `make test` removes every verb of the Lease's
+rules and a fixed sample of the others."""
 
 from __future__ import annotations
 
@@ -19,7 +20,12 @@ import pytest
 import yaml
 from chaos_profile import FULL
 
-from boundary_devstack.chart import CHART, operator_under_chart, scenario_values
+from boundary_devstack.chart import (
+    CHART,
+    operator_under_chart,
+    release_full_name,
+    scenario_values,
+)
 from boundary_devstack.clients import CommandFailed, Helm, Kubectl
 from boundary_devstack.stack import StackEnv
 
@@ -27,8 +33,14 @@ SCENARIO_SECONDS = 60
 REREGISTER = "workers.boundaryproject.io/reregister"
 
 
-def _rendered_rules(helm: Helm) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The namespaced Role's rules and the discovery ClusterRole's, as the chart renders them."""
+Rules = list[dict[str, Any]]
+Removal = tuple[str, int, str]
+"""(which rules: Role, LeaseRole or ClusterRole; the rule's index; the verb taken away)"""
+
+
+def _rendered_rules(helm: Helm) -> dict[str, Rules]:
+    """The namespaced Role's rules, the leader election Role's and the discovery ClusterRole's,
+    as the chart renders them."""
     text = helm(
         "template",
         "r",
@@ -40,56 +52,63 @@ def _rendered_rules(helm: Helm) -> tuple[list[dict[str, Any]], list[dict[str, An
         "--set",
         "watchNamespaces={ns}",
     )
-    docs = [d for d in yaml.safe_load_all(text) if d]
-    role = next(
-        d for d in docs if d["kind"] == "Role" and not d["metadata"]["name"].endswith("drain")
-    )
-    discovery = next(d for d in docs if d["kind"] == "ClusterRole")
-    return role["rules"], discovery["rules"]
+    docs = {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(text) if d}
+    return {
+        "Role": docs["Role", "r-boundary-worker"]["rules"],
+        "LeaseRole": docs["Role", "r-boundary-worker-leader-election"]["rules"],
+        "ClusterRole": docs["ClusterRole", "ns-r-boundary-worker-discovery"]["rules"],
+    }
 
 
-def _removals(helm: Helm) -> list[tuple[str, int, str]]:
-    namespaced, discovery = _rendered_rules(helm)
-    found = [("Role", i, v) for i, rule in enumerate(namespaced) for v in rule["verbs"]]
-    found += [("ClusterRole", i, v) for i, rule in enumerate(discovery) for v in rule["verbs"]]
-    return found
+def _removals(helm: Helm) -> list[Removal]:
+    return [
+        (kind, i, verb)
+        for kind, rules in _rendered_rules(helm).items()
+        for i, rule in enumerate(rules)
+        for verb in rule["verbs"]
+    ]
 
 
-def _without(rules: list[dict[str, Any]], index: int, verb: str) -> list[dict[str, Any]]:
+def _without(rules: Rules, index: int, verb: str) -> Rules:
     reduced = copy.deepcopy(rules)
     reduced[index]["verbs"].remove(verb)
     return [r for r in reduced if r["verbs"]]
 
 
-def _label(removal: tuple[str, int, str], helm: Helm) -> str:
+def _label(removal: Removal, helm: Helm) -> str:
     kind, index, verb = removal
-    rules = _rendered_rules(helm)[0 if kind == "Role" else 1]
-    return f"{verb} {','.join(rules[index]['resources'])}"
+    return f"{verb} {','.join(_rendered_rules(helm)[kind][index]['resources'])}"
 
 
 class RBAC:
-    """The release's Role and discovery ClusterRole, edited in place (RBAC applies per request,
-    so the running operator sees each change at once; it is restarted for the watches)."""
+    """The release's Role, leader election Role and discovery ClusterRole, edited in place
+    (RBAC applies per request, so the running operator sees each change at once; it is
+    restarted for the watches)."""
 
-    def __init__(self, kubectl: Kubectl, helm: Helm, namespace: str, release: str) -> None:
+    def __init__(self, kubectl: Kubectl, namespace: str, release: str) -> None:
         self.kubectl = kubectl
-        self.role = kubectl.get_json("role", f"{release}-boundary-worker", "-n", namespace)
-        self.cluster_role = kubectl.get_json(
-            "clusterrole", f"{namespace}-{release}-boundary-worker-discovery"
-        )
-        self.full = (copy.deepcopy(self.role["rules"]), copy.deepcopy(self.cluster_role["rules"]))
+        self.objects = {
+            "Role": kubectl.get_json("role", f"{release}-boundary-worker", "-n", namespace),
+            "LeaseRole": kubectl.get_json(
+                "role", f"{release}-boundary-worker-leader-election", "-n", namespace
+            ),
+            "ClusterRole": kubectl.get_json(
+                "clusterrole", f"{namespace}-{release}-boundary-worker-discovery"
+            ),
+        }
+        self.full = {kind: copy.deepcopy(obj["rules"]) for kind, obj in self.objects.items()}
 
-    def set(self, namespaced: list[dict[str, Any]], discovery: list[dict[str, Any]]) -> None:
-        for obj, rules in ((self.role, namespaced), (self.cluster_role, discovery)):
+    def set(self, rules: dict[str, Rules]) -> None:
+        for kind, obj in self.objects.items():
             updated = {k: v for k, v in obj.items() if k != "status"}
             updated["metadata"] = {
                 k: v for k, v in obj["metadata"].items() if k in ("name", "namespace")
             }
-            updated["rules"] = rules
+            updated["rules"] = rules[kind]
             self.kubectl("replace", "-f", "-", input_text=json.dumps(updated))
 
     def restore(self) -> None:
-        self.set(*self.full)
+        self.set(self.full)
 
 
 def _scenario_finishes(kubectl: Kubectl, namespace: str, log: Path, since: int) -> str:
@@ -169,7 +188,6 @@ def _objects(namespace: str, upstream: str) -> list[dict[str, Any]]:
 def _run_case(
     stack_env: StackEnv,
     kubectl: Kubectl,
-    helm: Helm,
     tmp_path: Path,
     removal: tuple[str, int, str] | None,
 ) -> str:
@@ -180,16 +198,17 @@ def _run_case(
     with operator_under_chart(
         stack_env, namespace, release, tmp_path, **scenario_values(stack_env, cluster)
     ) as (operator, _):
-        rbac = RBAC(kubectl, helm, namespace, release)
-        namespaced, discovery = rbac.full
+        rbac = RBAC(kubectl, namespace, release)
+        rules = dict(rbac.full)
         if removal is not None:
             kind, index, verb = removal
-            if kind == "Role":
-                namespaced = _without(namespaced, index, verb)
-            else:
-                discovery = _without(discovery, index, verb)
-        rbac.set(namespaced, discovery)
+            rules[kind] = _without(rules[kind], index, verb)
+        rbac.set(rules)
         operator.stop()
+        # The restarted operator must win its Lease from nothing: create it, read it, renew it.
+        kubectl(
+            "delete", "lease", release_full_name(release), "-n", namespace, "--ignore-not-found"
+        )
         since = len(operator.log_path.read_text(errors="replace"))
         operator.start()
         kubectl.apply(
@@ -211,9 +230,9 @@ def helm(stack_env: StackEnv) -> Helm:
 
 
 def test_the_scenario_passes_with_the_charts_permissions(
-    crds: None, stack_env: StackEnv, kubectl: Kubectl, helm: Helm, tmp_path: Path
+    crds: None, stack_env: StackEnv, kubectl: Kubectl, tmp_path: Path
 ) -> None:
-    assert _run_case(stack_env, kubectl, helm, tmp_path, None) == ""
+    assert _run_case(stack_env, kubectl, tmp_path, None) == ""
 
 
 def test_removing_any_one_permission_breaks_the_scenario(
@@ -221,12 +240,15 @@ def test_removing_any_one_permission_breaks_the_scenario(
 ) -> None:
     removals = _removals(helm)
     if not FULL:
-        removals = removals[:: max(1, len(removals) // 4)][:4]
+        # Every verb of the Lease's rules, and a sample of the others.
+        others = [r for r in removals if r[0] != "LeaseRole"]
+        removals = [r for r in removals if r[0] == "LeaseRole"]
+        removals += others[:: max(1, len(others) // 4)][:4]
     results = {}
     for number, removal in enumerate(removals):
         case_dir = tmp_path / str(number)
         case_dir.mkdir()
-        outcome = _run_case(stack_env, kubectl, helm, case_dir, removal)
+        outcome = _run_case(stack_env, kubectl, case_dir, removal)
         results[_label(removal, helm)] = outcome or "PASSED: this permission is not needed"
     print(json.dumps(results, indent=1))
     unneeded = [label for label, outcome in results.items() if outcome.startswith("PASSED")]

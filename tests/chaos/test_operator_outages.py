@@ -11,16 +11,21 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import signal
 import time
-import urllib.request
-import uuid
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from chaos_profile import pick
-from operator_scenario import Scenario, converge, create_unowned, service, worker
+from operator_scenario import (
+    Scenario,
+    boundary_attempts,
+    converge,
+    service,
+    start_scenario,
+    worker,
+)
 
 from boundary_api import BoundaryClient
 from boundary_devstack.chart import operator_under_chart, scenario_values
@@ -32,34 +37,18 @@ OUTAGE_SECONDS = pick(60, 30)
 CONVERGE_SECONDS = 120
 
 
-def _attempts(metrics_port: int) -> dict[str, int]:
+def _attempts(metrics_port: int) -> Counter[str]:
     """Boundary HTTP attempts so far, by status code ("0": no answer)."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as r:
-        text = r.read().decode()
-    counts: dict[str, int] = {}
-    for m in re.finditer(
-        r'^boundary_operator_boundary_requests_total\{code="(\d+)",method="\w+"\} (\S+)$',
-        text,
-        re.MULTILINE,
-    ):
-        counts[m.group(1)] = counts.get(m.group(1), 0) + int(float(m.group(2)))
+    counts: Counter[str] = Counter()
+    for (_, code), n in boundary_attempts(metrics_port).items():
+        counts[code] += n
     return counts
 
 
 async def _start(
     stack_env: StackEnv, kubectl: Kubectl, boundary: BoundaryClient, name: str
 ) -> tuple[Scenario, dict[str, Any]]:
-    namespace = f"{name}-{uuid.uuid4().hex[:6]}"
-    cluster = f"{name[:2]}{uuid.uuid4().hex[:6]}"
-    project = stack_env.values["BOUNDARY_PROJECT_ID"]
-    scenario = Scenario(namespace, cluster, project)
-    kubectl("create", "namespace", namespace)
-    items = [worker(namespace, "w0", stack_env.values["BOUNDARY_CLUSTER_ADDR"])]
-    for i in range(SERVICES):
-        scenario.aliases[f"svc-{i}"] = scenario.default_alias(f"svc-{i}")
-        items.append(service(namespace, f"svc-{i}", None))
-    kubectl.apply({"apiVersion": "v1", "kind": "List", "items": items})
-    return scenario, await create_unowned(boundary, project, namespace, scenario.cluster)
+    return await start_scenario(stack_env, kubectl, boundary, name, services=SERVICES, workers=1)
 
 
 def _pending_work(kubectl: Kubectl, scenario: Scenario, upstream: str, tag: str) -> None:

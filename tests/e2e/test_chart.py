@@ -52,9 +52,32 @@ def test_namespaced_install_has_no_cluster_wide_write(helm: Helm) -> None:
     docs = render(helm, "--values", str(CI_VALUES))
     kinds = [(d["kind"], d["metadata"].get("namespace")) for d in docs]
     deployment = next(d for d in docs if d["kind"] == "Deployment")
-    assert deployment["spec"]["replicas"] == 1
-    assert deployment["spec"]["strategy"]["type"] == "Recreate"
-    roles = [d for d in docs if d["kind"] == "Role"]
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+    }
+    env = {
+        e["name"]: e.get("value")
+        for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert env["BOUNDARY_OPERATOR_LEADER_ELECTION_LEASE"] == "ops/rel-boundary-worker"
+    budget = next(d for d in docs if d["kind"] == "PodDisruptionBudget")
+    assert budget["spec"]["maxUnavailable"] == 1
+    lease_role = next(
+        d for d in docs if d["metadata"]["name"] == "rel-boundary-worker-leader-election"
+    )
+    assert lease_role["metadata"]["namespace"] == "ops"
+    assert lease_role["rules"] == [
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+        {
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "resourceNames": ["rel-boundary-worker"],
+            "verbs": ["get", "patch"],
+        },
+    ]
+    roles = [d for d in docs if d["kind"] == "Role" and d is not lease_role]
     assert {r["metadata"]["namespace"] for r in roles} == {"team-a", "team-b"}
     cluster_roles = [d for d in docs if d["kind"] == "ClusterRole"]
     assert [c["metadata"]["name"] for c in cluster_roles] == ["ops-rel-boundary-worker-discovery"]
@@ -82,14 +105,25 @@ def test_cluster_wide_install_uses_the_same_rules(helm: Helm) -> None:
     cluster_wide = render(
         helm, "--values", str(CI_VALUES), "--set", "watchNamespaces=null", "--set", "workers=null"
     )
-    role = next(d for d in namespaced if d["kind"] == "Role")
+    role = next(
+        d for d in namespaced if d["kind"] == "Role" and d["metadata"]["namespace"] == "team-a"
+    )
     cluster_role = next(
         d
         for d in cluster_wide
         if d["kind"] == "ClusterRole" and d["metadata"]["name"] == "ops-rel-boundary-worker"
     )
     assert cluster_role["rules"] == role["rules"]
-    assert not [d for d in cluster_wide if d["kind"] in ("Role", "RoleBinding")]
+    # Only the Lease's Role and binding stay namespaced (in the release namespace).
+    namespaced_rbac = [
+        (d["kind"], d["metadata"]["name"])
+        for d in cluster_wide
+        if d["kind"] in ("Role", "RoleBinding")
+    ]
+    assert namespaced_rbac == [
+        ("Role", "rel-boundary-worker-leader-election"),
+        ("RoleBinding", "rel-boundary-worker-leader-election"),
+    ]
     monitor = render(
         helm, "--values", str(CI_VALUES), "--set", "metrics.serviceMonitor.enabled=true"
     )
@@ -110,7 +144,31 @@ BAD_VALUES = [
     ({"resyncSeconds": 0}, "/resyncSeconds"),
     ({"workers": [{"spec": {}}]}, "/workers/0"),
     ({"replicas": 2}, "replicas"),
+    ({"replicaCount": 3, "leaderElection": {"enabled": False}}, "/leaderElection/enabled"),
+    ({"leaderElection": {"leaseDurationSeconds": 1}}, "/leaderElection/leaseDurationSeconds"),
+    ({"leaderElection": {"leaseName": "Not_A_Name"}}, "/leaderElection/leaseName"),
 ]
+
+
+def test_one_replica_without_election_is_recreated_and_has_no_lease(helm: Helm) -> None:
+    docs = render(
+        helm,
+        "--values",
+        str(CI_VALUES),
+        "--set",
+        "replicaCount=1",
+        "--set",
+        "leaderElection.enabled=false",
+    )
+    deployment = next(d for d in docs if d["kind"] == "Deployment")
+    assert (deployment["spec"]["replicas"], deployment["spec"]["strategy"]) == (
+        1,
+        {"type": "Recreate"},
+    )
+    env = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert "BOUNDARY_OPERATOR_LEADER_ELECTION_LEASE" not in {e["name"] for e in env}
+    assert not [d for d in docs if d["kind"] == "PodDisruptionBudget"]
+    assert not [d for d in docs if "leader-election" in d["metadata"]["name"]]
 
 
 @pytest.mark.parametrize(("override", "field"), BAD_VALUES)

@@ -1,11 +1,14 @@
 """Annotated Services become Boundary targets, on the real stack: created with alias, address,
-port and filter; renamed; removed; repaired after drift; brokering a Secret's credentials; and
+port and filter; renamed; removed; repaired after drift; brokering a Secret's credentials;
 carrying real traffic through a worker run by the pod runner, with the official
-`boundary connect`."""
+`boundary connect`; and open to exactly the users their grant annotations name, through the
+agent."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import hashlib
 import json
 import os
@@ -18,6 +21,8 @@ from typing import Any
 
 import pytest
 
+from boundary_api import BoundaryClient, BoundaryError
+from boundary_devstack.agent_process import local_agent
 from boundary_devstack.chart import ChartOperator, operator_under_chart, scenario_values
 from boundary_devstack.clients import BoundaryCLI, CommandFailed, Kubectl
 from boundary_devstack.leaks import token_shaped
@@ -26,6 +31,7 @@ from boundary_devstack.netns import NamespaceHost
 from boundary_devstack.operator_process import pod_runner_process
 from boundary_devstack.process import ManagedProcess
 from boundary_devstack.stack import StackEnv, wait_for
+from boundary_devstack.through_agent import dig, http_get, resolve
 
 REPO = Path(__file__).resolve().parents[2]
 CLUSTER = f"svc{uuid.uuid4().hex[:6]}"
@@ -304,23 +310,31 @@ def test_invalid_annotations_give_one_warning_and_no_writes(
     kubectl("delete", "service", "bad", "-n", NAMESPACE)
 
 
-@pytest.fixture
-def backend(tmp_path: Path) -> Iterator[tuple[str, str]]:
-    """An HTTP server on BACKEND_IP inside a network namespace of its own."""
+@contextlib.contextmanager
+def http_server_at(address: str, directory: Path) -> Iterator[None]:
+    """An HTTP server for `directory` on `address` (a Service's cluster IP), port 80, inside a
+    network namespace of its own."""
     if os.geteuid() != 0:
         pytest.skip("network namespaces need root")
-    payload = os.urandom(1 << 20)
-    (tmp_path / "blob").write_bytes(payload)
-    host = NamespaceHost(BACKEND_IP).create()
+    host = NamespaceHost(address).create()
     server = host.popen(
-        ["python3", "-m", "http.server", "80", "--bind", BACKEND_IP, "--directory", str(tmp_path)]
+        ["python3", "-m", "http.server", "80", "--bind", address, "--directory", str(directory)]
     )
     try:
-        yield "blob", hashlib.sha256(payload).hexdigest()
+        yield
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=10)
         host.delete()
+
+
+@pytest.fixture
+def backend(tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """An HTTP server on BACKEND_IP serving 1 MiB of random bytes."""
+    payload = os.urandom(1 << 20)
+    (tmp_path / "blob").write_bytes(payload)
+    with http_server_at(BACKEND_IP, tmp_path):
+        yield "blob", hashlib.sha256(payload).hexdigest()
 
 
 def test_real_traffic_through_the_worker_with_boundary_connect(
@@ -377,3 +391,165 @@ def test_real_traffic_through_the_worker_with_boundary_connect(
     # curl writes the body to a file: `boundary connect` prints its proxy details on stdout.
     assert hashlib.sha256(received.read_bytes()).hexdigest() == digest
     kubectl("delete", "service", "web", "-n", NAMESPACE)
+
+
+PRIVATE_IP = "10.96.200.11"
+
+
+async def _login(stack_env: StackEnv, login_name: str) -> BoundaryClient:
+    """A login as a user of the stack; the test's users have the admin's password."""
+    values = stack_env.values
+    client = BoundaryClient(values["BOUNDARY_ADDR"], retries=0)
+    await client.authenticate_password(
+        values["BOUNDARY_AUTH_METHOD_ID"], login_name, values["BOUNDARY_PASSWORD"]
+    )
+    return client
+
+
+def _authorize_as(stack_env: StackEnv, login_name: str, alias: str) -> str:
+    """What authorize-session answers the user: "ok", or the controller's refusal."""
+
+    async def authorize() -> str:
+        client = await _login(stack_env, login_name)
+        try:
+            await client.sessions.authorize(alias)
+        except BoundaryError as refused:
+            return f"{type(refused).__name__} {refused.status}"
+        finally:
+            await client.aclose()
+        return "ok"
+
+    return asyncio.run(authorize())
+
+
+@pytest.fixture
+def only_roles_grant_targets(stack_env: StackEnv) -> Iterator[None]:
+    """`boundary dev` grants every logged-in user list, read and authorize-session on every
+    target; a production controller does not. The test takes that grant away (so a user can
+    reach a target only through a role like ours), and puts it back after."""
+
+    async def target_grant(restore: list[str] | None) -> list[str]:
+        client = await _login(stack_env, stack_env.values["BOUNDARY_LOGIN_NAME"])
+        try:
+            roles = (await client.roles.list("global", recursive=False)).items
+            role = await client.roles.read(
+                next(r.id for r in roles if r.name == "Authenticated User Grants")
+            )
+            grants = restore or [g for g in role.grant_strings if "type=target" not in g]
+            await client.roles.set_grants(role.id, role.version, grants)
+            return role.grant_strings
+        finally:
+            await client.aclose()
+
+    original = asyncio.run(target_grant(None))
+    try:
+        yield
+    finally:
+        asyncio.run(target_grant(original))
+
+
+def _boundary_user(cli: BoundaryCLI, name: str) -> str:
+    """A user with a password account of the same login name (and the admin's password); its
+    id."""
+    user = cli("users", "create", "-scope-id", "global", "-name", name)["item"]
+    account = cli(
+        "accounts",
+        "create",
+        "password",
+        "-auth-method-id",
+        cli.stack.values["BOUNDARY_AUTH_METHOD_ID"],
+        "-login-name",
+        name,
+        "-password",
+        "env://BOUNDARY_PASSWORD",
+    )["item"]
+    cli("users", "add-accounts", "-id", user["id"], "-account", account["id"])
+    return str(user["id"])
+
+
+def _role_of(cli: BoundaryCLI, project: str, svc: str) -> dict[str, Any] | None:
+    items = cli("roles", "list", "-scope-id", project)["items"] or []
+    found = [r for r in items if r.get("name") == f"{CLUSTER}/{NAMESPACE}/{svc}"]
+    return cli("roles", "read", "-id", found[0]["id"])["item"] if found else None
+
+
+def test_a_granted_group_connects_through_the_agent_others_are_refused_and_removal_revokes(
+    egress_worker: str,
+    kubectl: Kubectl,
+    boundary_cli: BoundaryCLI,
+    stack_env: StackEnv,
+    only_roles_grant_targets: None,
+    tmp_path: Path,
+) -> None:
+    suffix = uuid.uuid4().hex[:6]
+    alice, bob = f"alice-{suffix}", f"bob-{suffix}"
+    alice_id = _boundary_user(boundary_cli, alice)
+    _boundary_user(boundary_cli, bob)
+    project = stack_env.values["BOUNDARY_PROJECT_ID"]
+    group = f"ops-{suffix}"
+    group_id = boundary_cli("groups", "create", "-scope-id", project, "-name", group)["item"]["id"]
+    boundary_cli("groups", "add-members", "-id", group_id, "-member", alice_id)
+    page = f"only for {group}"
+    (tmp_path / "www").mkdir()
+    (tmp_path / "www" / "index.html").write_text(page)
+    alias = f"private.{NAMESPACE}.test"
+    annotations = {
+        "boundaryproject.io/alias": alias,
+        "boundaryproject.io/worker": egress_worker,
+        "boundaryproject.io/grant-groups": group,
+    }
+    agent = local_agent(tmp_path / "agent", "127.0.0.67", prefix="127.81.0.0/16", name="agent-ac")
+    with http_server_at(PRIVATE_IP, tmp_path / "www"):
+        kubectl.apply(
+            service("private", annotations, [{"name": "http", "port": 80}], cluster_ip=PRIVATE_IP)
+        )
+
+        def granted() -> bool:
+            role = _role_of(boundary_cli, project, "private")
+            return role is not None and role.get("principal_ids") == [group_id]
+
+        assert wait_for(granted, timeout=60)
+        role = _role_of(boundary_cli, project, "private")
+        assert role is not None
+        (target,) = targets_of(boundary_cli, "private")
+        assert role["grant_strings"] == [f"ids={target['id']};actions=authorize-session,read"]
+        assert role["grant_scope_ids"] == ["this"]
+
+        # Alice, in the group, connects through her agent; Bob is refused at authorize-session.
+        agent.start()
+        try:
+            agent.cli(
+                "login",
+                "-addr",
+                stack_env.values["BOUNDARY_ADDR"],
+                "-auth-method-id",
+                stack_env.values["BOUNDARY_AUTH_METHOD_ID"],
+                "-login-name",
+                alice,
+                extra_env={"BOUNDARY_PASSWORD": stack_env.values["BOUNDARY_PASSWORD"]},
+            )
+            address = resolve(agent.dns_host, agent.dns_port, alias)
+            assert http_get(address, alias) == page
+            assert _authorize_as(stack_env, bob, alias) == "PermissionDenied 403"
+
+            # Removing the annotation revokes: the role goes, Alice is refused too, and her
+            # agent stops answering the alias (she may no longer list it).
+            kubectl(
+                "annotate",
+                "service",
+                "private",
+                "-n",
+                NAMESPACE,
+                "boundaryproject.io/grant-groups-",
+            )
+            assert wait_for(lambda: _role_of(boundary_cli, project, "private") is None, 60)
+            assert _authorize_as(stack_env, alice, alias) == "PermissionDenied 403"
+            assert wait_for(lambda: not dig(agent.dns_host, agent.dns_port, alias), timeout=30)
+            assert targets_of(boundary_cli, "private")  # the Service itself stays published
+        finally:
+            agent.stop()
+            kubectl("delete", "service", "private", "-n", NAMESPACE)
+    for name in (alice, bob):
+        users = boundary_cli("users", "list", "-scope-id", "global")["items"]
+        boundary_cli("users", "delete", "-id", next(u["id"] for u in users if u["name"] == name))
+    boundary_cli("groups", "delete", "-id", group_id)

@@ -49,12 +49,34 @@ def our_boundary_workers(cli: BoundaryCLI) -> list[str]:
     return sorted(w["name"] for w in items if w.get("name", "").startswith(f"{CLUSTER}-demo-edge-"))
 
 
-def operator_pod(cluster: KindCluster) -> dict[str, Any]:
+def operator_pods(cluster: KindCluster) -> dict[str, dict[str, Any]]:
+    """The chart's operator replicas (two by default), by pod name, not being deleted."""
     pods = cluster.kubectl.get_json("pods", "-n", "boundary-system", "-l", OPERATOR)["items"]
-    running = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
-    assert len(running) == 1, [p["metadata"]["name"] for p in pods]
-    pod: dict[str, Any] = running[0]
-    return pod
+    return {p["metadata"]["name"]: p for p in pods if not p["metadata"].get("deletionTimestamp")}
+
+
+def lease_holder(cluster: KindCluster) -> str:
+    """The pod holding the leader election Lease ("" when nobody does)."""
+    try:
+        lease = cluster.kubectl.get_json("lease", "boundary-worker", "-n", "boundary-system")
+    except CommandFailed:
+        return ""
+    return str((lease.get("spec") or {}).get("holderIdentity") or "")
+
+
+def leader_pod(cluster: KindCluster) -> dict[str, Any]:
+    pods = operator_pods(cluster)
+    assert len(pods) == 2, sorted(pods)
+    holder = lease_holder(cluster)
+    assert holder in pods, (holder, sorted(pods))
+    return pods[holder]
+
+
+def health(cluster: KindCluster, pod: str) -> str:
+    """What the pod's liveness endpoint answers, through the apiserver's pod proxy."""
+    return cluster.kubectl(
+        "get", "--raw", f"/api/v1/namespaces/boundary-system/pods/{pod}:8081/proxy/healthz"
+    ).strip()
 
 
 def ready(pod: dict[str, Any]) -> bool:
@@ -89,16 +111,24 @@ def test_worker_image_runs_read_only_as_an_arbitrary_uid(
     assert "usage: boundary-operator" in usage
 
 
-def test_operator_runs_in_its_pod_under_the_charts_service_account(
+def test_two_operator_replicas_one_leads_the_other_stands_by(
     kind_cluster: KindCluster,
 ) -> None:
-    pod = operator_pod(kind_cluster)
-    (container,) = pod["spec"]["containers"]
-    assert container["image"] == "boundary-k8s/operator:e2e-kind"
-    assert pod["spec"]["serviceAccountName"] == "boundary-worker"
-    assert ready(pod)
-    logs = kind_cluster.kubectl("logs", "-n", "boundary-system", pod["metadata"]["name"])
-    assert "logged in to the Boundary controller" in logs
+    leader = leader_pod(kind_cluster)
+    pods = operator_pods(kind_cluster)
+    (standby,) = [pod for name, pod in pods.items() if name != leader["metadata"]["name"]]
+    for pod in (leader, standby):
+        (container,) = pod["spec"]["containers"]
+        assert container["image"] == "boundary-k8s/operator:e2e-kind"
+        assert pod["spec"]["serviceAccountName"] == "boundary-worker"
+        assert ready(pod)
+    names = leader["metadata"]["name"], standby["metadata"]["name"]
+    logs = [kind_cluster.kubectl("logs", "-n", "boundary-system", name) for name in names]
+    assert "logged in to the Boundary controller" in logs[0]
+    # The standby runs no kopf: it never logged in to Boundary, and says whom it waits for.
+    assert "logged in to the Boundary controller" not in logs[1]
+    assert f"is held by {names[0]}" in logs[1]
+    assert [health(kind_cluster, name) for name in names] == ["ok: leader", "ok: standby"]
 
 
 def test_worker_pod_is_restricted_stores_on_a_local_path_volume_and_registers(
@@ -383,22 +413,33 @@ def metric_total(metrics: str, name: str, **labels: str) -> float:
     return total
 
 
-def test_a_replaced_operator_pod_converges_without_writes(kind_cluster: KindCluster) -> None:
+def test_the_standby_takes_over_from_a_deleted_leader_without_writes(
+    kind_cluster: KindCluster,
+) -> None:
+    """A rollout or a node drain deletes the leader's pod: it releases the Lease as it stops,
+    the standby takes over at once and finds everything as it should be (no write), and the
+    replacement pod stands by."""
     kubectl = kind_cluster.kubectl
-    old = operator_pod(kind_cluster)["metadata"]["name"]
+    old = leader_pod(kind_cluster)["metadata"]["name"]
+    (standby,) = set(operator_pods(kind_cluster)) - {old}
     versions = owned_versions(kind_cluster)
     warnings_before = kubectl(
         "get", "events", "-A", "--field-selector", "type=Warning", "-o", "name"
     )
-    kubectl("delete", "pod", "-n", "boundary-system", old, "--wait=true", timeout=120)
-    assert wait_for(lambda: ready(operator_pod(kind_cluster)), 180)
-    new = operator_pod(kind_cluster)["metadata"]["name"]
-    assert new != old
+    deleted = time.monotonic()
+    kubectl("delete", "pod", "-n", "boundary-system", old, "--wait=false")
+    assert wait_for(lambda: lease_holder(kind_cluster) == standby, 30, interval=0.2)
+    took_over = time.monotonic() - deleted
+    kind_cluster.record("operator leader handover (pod deleted)", took_over)
+    assert took_over < 15, took_over
+    assert wait_for(lambda: len(operator_pods(kind_cluster)) == 2, 180)
+    assert wait_for(lambda: all(ready(p) for p in operator_pods(kind_cluster).values()), 180)
+    new = standby
 
     def resynced() -> bool:
         return "resync:" in kubectl("logs", "-n", "boundary-system", new)
 
-    assert wait_for(resynced, 120), "the new operator never finished a Service resync"
+    assert wait_for(resynced, 120), "the new leader never finished a Service resync"
     time.sleep(15)  # a BoundaryPKIWorker status refresh runs every 10 s
     metrics = kubectl(
         "get", "--raw", f"/api/v1/namespaces/boundary-system/pods/{new}:8080/proxy/metrics"
@@ -411,11 +452,14 @@ def test_a_replaced_operator_pod_converges_without_writes(kind_cluster: KindClus
     assert metric_total(metrics, requests, method="POST") == 1, f"{calls}\n{logs[-4000:]}"
     assert metric_total(metrics, requests, method="PATCH") == 0
     assert metric_total(metrics, requests, method="DELETE") == 0
+    assert metric_total(metrics, "boundary_operator_leader") == 1
     assert owned_versions(kind_cluster) == versions
     warnings_after = kubectl(
         "get", "events", "-A", "--field-selector", "type=Warning", "-o", "name"
     )
     assert warnings_after == warnings_before
+    (replacement,) = set(operator_pods(kind_cluster)) - {new}
+    assert health(kind_cluster, replacement) == "ok: standby"
 
 
 def test_scaling_down_deregisters_the_removed_worker(

@@ -42,3 +42,8 @@ namespaces (one operator per set of namespaces) must not collide. */}}
 {{- define "bw.clusterScopedName" -}}
 {{- printf "%s-%s" .Release.Namespace (include "bw.fullname" .) | trunc 57 | trimSuffix "-" -}}
 {{- end -}}
+
+{{/* The leader election Lease, in the release namespace. */}}
+{{- define "bw.leaseName" -}}
+{{- default (include "bw.fullname" .) .Values.leaderElection.leaseName -}}
+{{- end -}}

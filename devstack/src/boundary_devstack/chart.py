@@ -11,7 +11,7 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -93,7 +93,20 @@ class ChartOperator:
 
     kubeconfig: Path
     env: dict[str, str]
+    """Literal values and Secret references, resolved; `pod_env` adds the downward API's."""
     metrics_port: int
+    namespace: str
+    field_refs: dict[str, str] = field(default_factory=dict)
+    """Variables the downward API fills: name -> fieldPath."""
+
+    def pod_env(self, pod_name: str) -> dict[str, str]:
+        """The environment of the pod named `pod_name` (ports are per host here, not per pod:
+        metrics on `metrics_port`, no probe)."""
+        fields = {"metadata.name": pod_name, "metadata.namespace": self.namespace}
+        env = {**self.env, **{name: fields[path] for name, path in self.field_refs.items()}}
+        env["BOUNDARY_OPERATOR_METRICS_PORT"] = str(self.metrics_port)
+        env["BOUNDARY_OPERATOR_HEALTH_PORT"] = "0"
+        return env
 
 
 def service_account_kubeconfig(
@@ -122,25 +135,34 @@ def service_account_kubeconfig(
     return path
 
 
-def deployment_env(kubectl: Kubectl, namespace: str, deployment: str) -> dict[str, str]:
-    """The operator container's environment as the Deployment declares it, Secret and pod-field
-    references resolved the way the kubelet would (the process runs as a pod named after the
-    Deployment)."""
+POD_FIELDS = ("metadata.name", "metadata.namespace")
+"""The downward API fields a pod here can be given."""
+
+
+def deployment_env(
+    kubectl: Kubectl, namespace: str, deployment: str
+) -> tuple[dict[str, str], dict[str, str]]:
+    """The operator container's environment as the Deployment declares it, Secret references
+    resolved the way the kubelet would; and the variables the downward API fills (name ->
+    fieldPath), which depend on the pod."""
     manifest = kubectl.get_json("deployment", deployment, "-n", namespace)
     container = manifest["spec"]["template"]["spec"]["containers"][0]
-    pod_fields = {"metadata.name": f"{deployment}-0", "metadata.namespace": namespace}
     env: dict[str, str] = {}
+    field_refs: dict[str, str] = {}
     for item in container.get("env", []):
         source = item.get("valueFrom")
         if source is None:
             env[item["name"]] = item.get("value", "")  # the API server drops empty values
         elif "fieldRef" in source:
-            env[item["name"]] = pod_fields[source["fieldRef"]["fieldPath"]]
+            path = source["fieldRef"]["fieldPath"]
+            if path not in POD_FIELDS:
+                raise ValueError(f"env {item['name']}: fieldRef {path} is not supported here")
+            field_refs[item["name"]] = path
         else:
             ref = source["secretKeyRef"]
             secret = kubectl.get_json("secret", ref["name"], "-n", namespace)
             env[item["name"]] = base64.b64decode(secret["data"][ref["key"]]).decode()
-    return env
+    return env, field_refs
 
 
 def chart_operator(
@@ -150,12 +172,14 @@ def chart_operator(
     kubeconfig = service_account_kubeconfig(
         kubectl, release_namespace, full_name, work_dir / f"{release}-sa.kubeconfig"
     )
-    env = deployment_env(kubectl, release_namespace, full_name)
-    # Ports are per host here, not per pod: metrics move to a free port, the probe goes.
-    metrics_port = free_port()
-    env["BOUNDARY_OPERATOR_METRICS_PORT"] = str(metrics_port)
-    env["BOUNDARY_OPERATOR_HEALTH_PORT"] = "0"
-    return ChartOperator(kubeconfig=kubeconfig, env=env, metrics_port=metrics_port)
+    env, field_refs = deployment_env(kubectl, release_namespace, full_name)
+    return ChartOperator(
+        kubeconfig=kubeconfig,
+        env=env,
+        metrics_port=free_port(),
+        namespace=release_namespace,
+        field_refs=field_refs,
+    )
 
 
 def operator_process(
@@ -165,13 +189,15 @@ def operator_process(
     *,
     kubeconfig: Path | None = None,
     in_cluster: tuple[Path, str] | None = None,
+    pod_name: str | None = None,
 ) -> ManagedProcess:
-    """The operator as the chart's pod would run it: its env, its ServiceAccount. By default
-    through a kubeconfig holding the account's token (or `kubeconfig`); with `in_cluster`
-    (service-account directory, apiserver URL) as in a pod: the directory mounted where the
-    kubelet mounts it, KUBERNETES_SERVICE_HOST/PORT set and no kubeconfig."""
+    """The operator as the chart's pod `pod_name` (default: `name`) would run it: its env, its
+    ServiceAccount. By default through a kubeconfig holding the account's token (or
+    `kubeconfig`); with `in_cluster` (service-account directory, apiserver URL) as in a pod:
+    the directory mounted where the kubelet mounts it, KUBERNETES_SERVICE_HOST/PORT set and no
+    kubeconfig."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("BOUNDARY_")}
-    env.update(operator.env)
+    env.update(operator.pod_env(pod_name or name))
     env.pop("KUBERNETES_SERVICE_HOST", None)
     argv = [sys.executable, "-m", "boundary_operator.main", "run"]
     if in_cluster is not None:
@@ -199,23 +225,46 @@ def operator_under_chart(
     work_dir: Path,
     **values: Any,
 ) -> Iterator[tuple[ManagedProcess, ChartOperator]]:
-    """Install the chart in `namespace` (which it also watches), then run the operator as its
-    pod would. On exit, as the chart's pre-delete hook would: delete the namespace's
-    BoundaryPKIWorkers while the operator runs (restarted if a test killed it), so their
-    finalizers complete and their Boundary workers go; then stop it and `helm uninstall`."""
+    """Install the chart in `namespace` (which it also watches), then run the operator as one
+    of its pods would (it wins the leader election Lease alone). On exit, as the chart's
+    pre-delete hook would: delete the namespace's BoundaryPKIWorkers while the operator runs
+    (restarted if a test killed it), so their finalizers complete and their Boundary workers
+    go; then stop it and `helm uninstall`."""
+    with replicas_under_chart(stack, namespace, release, work_dir, 1, **values) as replicas:
+        yield replicas[0]
+
+
+@contextmanager
+def replicas_under_chart(
+    stack: StackEnv,
+    namespace: str,
+    release: str,
+    work_dir: Path,
+    count: int,
+    **values: Any,
+) -> Iterator[list[tuple[ManagedProcess, ChartOperator]]]:
+    """`operator_under_chart` with `count` replicas, as the Deployment's pods `<full
+    name>-<n>` would run (each its metrics on a port of its own), all started."""
     kubectl, helm = Kubectl(stack), Helm(stack)
     create_credentials_secret(kubectl, stack, namespace)
     install(helm, release, namespace, stack_values(stack, [namespace], **values), work_dir)
-    operator = chart_operator(kubectl, namespace, release, work_dir)
-    process = operator_process(operator, work_dir, f"operator-{release}")
-    process.start()
+    first = chart_operator(kubectl, namespace, release, work_dir)
+    replicas = []
+    for n in range(count):
+        operator = first if n == 0 else replace(first, metrics_port=free_port())
+        pod = f"{release_full_name(release)}-{n}"
+        process = operator_process(operator, work_dir, f"operator-{release}-{n}", pod_name=pod)
+        replicas.append((process, operator))
+    for process, _ in replicas:
+        process.start()
     try:
-        yield process, operator
+        yield replicas
     finally:
-        if not process.running():
-            process.start()
+        if not any(process.running() for process, _ in replicas):
+            replicas[0][0].start()
         try:
             kubectl("delete", "bpw", "--all", "-n", namespace, "--timeout=120s", timeout=150)
         finally:
-            process.stop()
+            for process, _ in replicas:
+                process.stop()
             helm("uninstall", release, "--namespace", namespace, "--no-hooks")

@@ -50,7 +50,7 @@ TOKEN_FILE_PERIOD = 60.0
 """Seconds between reads of a token file (kubelet rotates projected tokens in place)."""
 
 # kind -> (API prefix, plural). Only the kinds the operator manages.
-_KINDS: dict[str, tuple[str, str]] = {
+KINDS: dict[str, tuple[str, str]] = {
     "ConfigMap": ("api/v1", "configmaps"),
     "Secret": ("api/v1", "secrets"),
     "Service": ("api/v1", "services"),
@@ -60,6 +60,7 @@ _KINDS: dict[str, tuple[str, str]] = {
     "StatefulSet": ("apis/apps/v1", "statefulsets"),
     "PodDisruptionBudget": ("apis/policy/v1", "poddisruptionbudgets"),
     "BoundaryPKIWorker": ("apis/workers.boundaryproject.io/v1alpha1", "boundarypkiworkers"),
+    "Lease": ("apis/coordination.k8s.io/v1", "leases"),
 }
 
 
@@ -360,7 +361,7 @@ async def _load_kubeconfig(source: KubeConfigSource) -> Credentials:
 
 
 def resource_path(kind: str, namespace: str | None, name: str = "", sub: str = "") -> str:
-    prefix, plural = _KINDS[kind]
+    prefix, plural = KINDS[kind]
     path = f"/{prefix}/namespaces/{namespace}/{plural}" if namespace else f"/{prefix}/{plural}"
     if name:
         path += f"/{name}"
@@ -374,6 +375,7 @@ class KubePort(Protocol):
     boundary_devstack.fakes.FakeKube."""
 
     async def apply(self, manifest: Manifest, *, force: bool = True) -> Manifest: ...
+    async def create(self, manifest: Manifest) -> Manifest: ...
     async def get(self, kind: str, namespace: str | None, name: str) -> Manifest | None: ...
     async def list(
         self, kind: str, namespace: str | None, *, label_selector: str = ""
@@ -506,6 +508,15 @@ class KubeClient:
             body=manifest,
             content_type="application/apply-patch+yaml",
             params={"fieldManager": self.field_manager, "force": str(force).lower()},
+        )
+
+    async def create(self, manifest: Manifest) -> Manifest:
+        """Create, and only create: an existing object of that name is a 409 AlreadyExists."""
+        return await self._request(
+            "POST",
+            resource_path(manifest["kind"], manifest["metadata"].get("namespace")),
+            body=manifest,
+            content_type="application/json",
         )
 
     async def get(self, kind: str, namespace: str | None, name: str) -> Manifest | None:

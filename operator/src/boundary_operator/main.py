@@ -15,6 +15,7 @@ from typing import Any
 import kopf
 
 from boundary_operator.drain import drain
+from boundary_operator.health import serve_health
 from boundary_operator.kube import (
     FIELD_MANAGER,
     Credentials,
@@ -23,6 +24,8 @@ from boundary_operator.kube import (
     KubeError,
     default_source,
 )
+from boundary_operator.leader import LeaseElector, LeaseTiming, lead_or_stand_by
+from boundary_operator.metrics import LEADER
 from boundary_operator.metrics import serve as serve_metrics
 from boundary_operator.naming import WORKER_POD_LABELS, label_selector
 from boundary_operator.runtime import Runtime
@@ -46,6 +49,8 @@ FLAGS = {
     "--resync-seconds": "BOUNDARY_OPERATOR_RESYNC_SECONDS",
     "--metrics-port": "BOUNDARY_OPERATOR_METRICS_PORT",
     "--health-port": "BOUNDARY_OPERATOR_HEALTH_PORT",
+    "--leader-election-lease": "BOUNDARY_OPERATOR_LEADER_ELECTION_LEASE",
+    "--lease-seconds": "BOUNDARY_OPERATOR_LEASE_SECONDS",
 }
 # Secrets are taken only from the environment (BOUNDARY_PASSWORD, BOUNDARY_TOKEN): a flag would
 # show in the process list.
@@ -176,7 +181,8 @@ def _fail(message: str, code: int = 1) -> int:
 
 async def _run(settings: OperatorSettings) -> None:
     """Check the Kubernetes configuration first (a bad one ends the run with one line, not a
-    traceback or kopf's login retries), then run kopf with the runtime as its memo."""
+    traceback or kopf's login retries), then run kopf with the runtime as its memo: at once, or,
+    with leader election, while this replica holds the Lease."""
     kube = KubeClient(default_source())
     try:
         credentials = await kube.credentials()
@@ -191,15 +197,53 @@ async def _run(settings: OperatorSettings) -> None:
     log.info("Kubernetes credentials from %s", credentials.source.describe())
     _register_handlers()
     serve_metrics(settings.metrics_port)
-    namespaces = settings.namespaces
-    liveness = f"http://0.0.0.0:{settings.health_port}/healthz" if settings.health_port else None
-    await kopf.operator(
-        clusterwide=not namespaces,
-        namespaces=namespaces,
-        standalone=True,
-        liveness_endpoint=liveness,
-        memo=Runtime(settings, kube, kube_credentials=kube.credentials),
+    elector = _elector(settings, kube)
+    health = await serve_health(
+        settings.health_port,
+        lambda: "leader" if elector is None or elector.leading else "standby",
     )
+
+    async def operate(stop: asyncio.Event | None) -> None:
+        namespaces = settings.namespaces
+        # A runtime (views, logins, locks) per term as leader: nothing carries over from an
+        # earlier one, as after a restart.
+        await kopf.operator(
+            clusterwide=not namespaces,
+            namespaces=namespaces,
+            standalone=True,
+            stop_flag=stop,
+            memo=Runtime(settings, KubeClient(credentials), kube_credentials=kube.credentials),
+        )
+
+    try:
+        if elector is None:
+            LEADER.set(1)
+            await operate(None)
+        else:
+            stopping = asyncio.Event()
+            await lead_or_stand_by(
+                elector, operate, stopping, on_standby=lambda: _stop_on_signals(stopping)
+            )
+    finally:
+        if health is not None:
+            await health.cleanup()
+        await kube.aclose()
+
+
+def _elector(settings: OperatorSettings, kube: KubeClient) -> LeaseElector | None:
+    if not settings.leader_election_lease:
+        return None
+    namespace, name = settings.leader_election_lease.split("/")
+    return LeaseElector(
+        kube, namespace, name, settings.identity, LeaseTiming(settings.lease_seconds)
+    )
+
+
+def _stop_on_signals(stopping: asyncio.Event) -> None:
+    """SIGINT and SIGTERM end a standby. kopf puts its own handlers in while it runs."""
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stopping.set)
 
 
 def _drain(namespaces: list[str], timeout: float) -> int:

@@ -1,9 +1,10 @@
-"""Prometheus metrics, served on BOUNDARY_OPERATOR_METRICS_PORT (0: off). Counters only: what a
-platform team alerts on is failing syncs and a Boundary call rate that runs away."""
+"""Prometheus metrics, served on BOUNDARY_OPERATOR_METRICS_PORT (0: off). Counters, and one
+gauge: what a platform team alerts on is failing syncs, a Boundary call rate that runs away, and
+replicas none (or more than one) of which leads."""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, start_http_server
+from prometheus_client import Counter, Gauge, start_http_server
 
 BOUNDARY_REQUESTS = Counter(
     "boundary_operator_boundary_requests",
@@ -20,6 +21,12 @@ RECONCILES = Counter(
     "boundary_operator_reconciles",
     "Reconciles of BoundaryPKIWorkers and Services, by outcome.",
     ["kind", "result"],
+)
+
+
+LEADER = Gauge(
+    "boundary_operator_leader",
+    "1 while this replica holds the leader election Lease (or runs without election), else 0.",
 )
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import re
+import socket
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
@@ -42,6 +45,31 @@ class OperatorSettings(BaseSettings):
     target_address: Literal["dns", "clusterip"] = Field(
         default="dns", alias="BOUNDARY_OPERATOR_TARGET_ADDRESS"
     )
+    leader_election_lease: str = Field(default="", alias="BOUNDARY_OPERATOR_LEADER_ELECTION_LEASE")
+    """`<namespace>/<name>` of the coordination.k8s.io Lease replicas elect their leader on;
+    empty: no election, this process operates alone."""
+    lease_seconds: float = Field(default=8.0, ge=2, le=300, alias="BOUNDARY_OPERATOR_LEASE_SECONDS")
+    """The Lease duration: a standby takes over at most this plus a quarter of it after the
+    leader's last renewal."""
+    pod_id: str = Field(default="", alias="POD_ID")
+    """This replica's identity in the Lease (the chart sets the pod's name; kopf reads the same
+    variable); default: host name and process id."""
+
+    @field_validator("leader_election_lease")
+    @classmethod
+    def _lease(cls, value: str) -> str:
+        if value and not re.fullmatch(
+            r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?/[a-z0-9]([a-z0-9.-]*[a-z0-9])?", value
+        ):
+            raise ValueError(
+                "BOUNDARY_OPERATOR_LEADER_ELECTION_LEASE must be <namespace>/<name> "
+                f"(lowercase names), not {value!r}"
+            )
+        return value
+
+    @property
+    def identity(self) -> str:
+        return self.pod_id or f"{socket.gethostname()}-{os.getpid()}"
 
     @field_validator("namespaces", mode="before")
     @classmethod

@@ -6,6 +6,7 @@ Each scenario names its objects with `tag` so runs never meet, and cleans up aft
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable, Callable
 
 from boundary_api import (
@@ -19,7 +20,7 @@ from boundary_api import (
 )
 from boundary_api.client import BoundaryClient
 from boundary_api.ports import BoundaryPort
-from boundary_devstack.fakes.boundary import UNIQUE
+from boundary_devstack.fakes.boundary import UNIQUE, UNKNOWN_PRINCIPAL
 from boundary_operator.kube import KubeError, KubePort
 
 Login = Callable[..., Awaitable[BoundaryClient]]
@@ -239,7 +240,95 @@ async def worker_api_tags_change_with_the_version(
         await boundary.workers.delete(created.id)
 
 
+async def roles_start_empty_and_take_principals_and_grants_by_version(
+    boundary: BoundaryClient, project: str, tag: str
+) -> None:
+    """What access by annotation relies on: a project role grants in its own project until told
+    otherwise, set-principals and set-grants replace and bump the version, listings leave
+    principals and grants out, and a principal that does not exist is refused."""
+    user = await boundary.users.create("global", name=f"{tag}-user")
+    group = await boundary.groups.create(project, name=f"{tag}-group")
+    target = await boundary.targets.create_tcp(
+        project, f"{tag}-r", address="db.contract", default_port=1
+    )
+    role = await boundary.roles.create(project, name=f"{tag}-role", description="contract")
+    try:
+        assert (role.grant_scope_ids, role.principal_ids, role.grant_strings) == (["this"], [], [])
+        grant = f"ids={target.id};actions=authorize-session,read"
+        granted = await boundary.roles.set_grants(role.id, role.version, [grant])
+        assert (granted.version, granted.grant_strings) == (role.version + 1, [grant])
+        both = sorted([user.id, group.id])
+        assigned = await boundary.roles.set_principals(granted.id, granted.version, both)
+        assert (assigned.version, sorted(assigned.principal_ids)) == (granted.version + 1, both)
+        # A stale version answers 500 here, where an update's answers 404.
+        stale = await _raises(
+            Unavailable, boundary.roles.set_principals(role.id, granted.version, [])
+        )
+        assert isinstance(stale, Unavailable)
+        assert (stale.status, stale.kind) == (500, "Internal")
+        assert "0 rows updated" in stale.message
+        read = await boundary.roles.read(role.id)
+        assert (sorted(read.principal_ids), read.grant_strings) == (both, [grant])
+        (listed,) = [r for r in (await boundary.roles.list(project)).items if r.id == role.id]
+        assert (listed.version, listed.grant_scope_ids) == (assigned.version, ["this"])
+        assert (listed.principal_ids, listed.grant_strings) == ([], [])
+        malformed = await _raises(
+            InvalidArgument, boundary.roles.set_principals(role.id, assigned.version, ["x_1"])
+        )
+        assert isinstance(malformed, InvalidArgument)
+        assert "principal_ids" in malformed.fields
+        unknown = await _raises(
+            Unavailable,
+            boundary.roles.set_principals(role.id, assigned.version, ["u_0000000000"]),
+        )
+        assert isinstance(unknown, Unavailable)
+        assert (unknown.status, unknown.kind) == UNKNOWN_PRINCIPAL[:2]
+        assert "foreign key" in unknown.message
+        taken = await _raises(Conflict, boundary.roles.create(project, name=f"{tag}-role"))
+        assert isinstance(taken, Conflict)
+        assert (taken.status, taken.message) == (400, UNIQUE)
+    finally:
+        await boundary.roles.delete(role.id)
+        await boundary.targets.delete(target.id)
+        await boundary.groups.delete(group.id)
+        await boundary.users.delete(user.id)
+    await _raises(NotFound, boundary.roles.read(role.id))
+    await _raises(NotFound, boundary.roles.delete(role.id))
+
+
+async def principals_are_listed_by_scope_and_name(
+    boundary: BoundaryClient, project: str, tag: str
+) -> None:
+    """Users (global or an org) and groups (any scope) listed recursively from global, with
+    their names and scopes, by list-token delta; unknown ids answer 404."""
+    org = (await boundary.scopes.read(project)).scope_id
+    user = await boundary.users.create(org, name=f"{tag}-ou")
+    group = await boundary.groups.create(project, name=f"{tag}-pg")
+    try:
+        users = await boundary.users.list("global", recursive=True)
+        groups = await boundary.groups.list("global", recursive=True)
+        assert (user.id, org, f"{tag}-ou") in {(u.id, u.scope_id, u.name) for u in users.items}
+        assert (group.id, project) in {(g.id, g.scope_id) for g in groups.items}
+        await boundary.groups.set_members(group.id, group.version, [user.id])
+        assert (await boundary.groups.read(group.id)).member_ids == [user.id]
+        await boundary.users.delete(user.id)
+        delta = await boundary.users.list("global", recursive=True, list_token=users.list_token)
+        assert user.id in delta.removed_ids
+        for missing in (
+            boundary.users.read("u_0000000000"),
+            boundary.groups.read("g_0000000000"),
+            boundary.managed_groups.read("mgoidc_0000000000"),
+        ):
+            await _raises(NotFound, missing)
+    finally:
+        await boundary.groups.delete(group.id)
+        with contextlib.suppress(NotFound):
+            await boundary.users.delete(user.id)
+
+
 BOUNDARY_SCENARIOS = [
+    roles_start_empty_and_take_principals_and_grants_by_version,
+    principals_are_listed_by_scope_and_name,
     unique_names_answer_400_with_the_real_message,
     worker_api_tags_change_with_the_version,
     credential_sources_are_on_reads_not_in_listings,
@@ -320,7 +409,53 @@ async def missing_objects_and_selectors(kube: KubePort, namespace: str, tag: str
         assert await kube.delete("ConfigMap", namespace, f"{tag}-{suffix}")
 
 
+async def leases_are_created_once_and_changed_at_the_version_read(
+    kube: KubePort, namespace: str, tag: str
+) -> None:
+    """What leader election relies on: a Lease is created once (a second create is a 409
+    AlreadyExists), its MicroTimes come back as written, a merge patch carrying the
+    resourceVersion read wins once, and a null removes the holder."""
+    name = f"{tag}-lease"
+    spec = {
+        "holderIdentity": "pod-a",
+        "leaseDurationSeconds": 8,
+        "acquireTime": "2026-01-01T00:00:00.123456Z",
+        "renewTime": "2026-01-01T00:00:00.123456Z",
+        "leaseTransitions": 0,
+    }
+    lease = {
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": spec,
+    }
+    created = await kube.create(lease)
+    assert created["spec"] == spec
+    again = await _raises(KubeError, kube.create(lease))
+    assert isinstance(again, KubeError)
+    assert (again.status, again.reason) == (409, "AlreadyExists")
+    read = created["metadata"]["resourceVersion"]
+
+    def renewal(version: str, holder: str | None) -> dict[str, object]:
+        return {"metadata": {"resourceVersion": version}, "spec": {"holderIdentity": holder}}
+
+    await kube.patch_merge("Lease", namespace, name, renewal(read, "pod-b"))
+    lost = await _raises(KubeError, kube.patch_merge("Lease", namespace, name, renewal(read, "x")))
+    assert isinstance(lost, KubeError)
+    assert lost.status == 409
+    current = await kube.get("Lease", namespace, name)
+    assert current is not None
+    assert current["spec"]["holderIdentity"] == "pod-b"
+    version = current["metadata"]["resourceVersion"]
+    await kube.patch_merge("Lease", namespace, name, renewal(version, None))
+    released = await kube.get("Lease", namespace, name)
+    assert released is not None
+    assert "holderIdentity" not in released["spec"]
+    assert await kube.delete("Lease", namespace, name)
+
+
 KUBE_SCENARIOS = [
+    leases_are_created_once_and_changed_at_the_version_read,
     apply_writes_only_changes,
     stale_resource_versions_conflict,
     missing_objects_and_selectors,

@@ -8,6 +8,7 @@ on, each checked against the real apiserver by the contract tests
   unless forced (which takes it over); fields a manager stops applying go, unless another
   manager owns them too;
 - a merge patch carrying a stale metadata.resourceVersion is a 409 Conflict;
+- create of a name that exists is a 409 AlreadyExists;
 - get of what does not exist is None, delete of it False;
 - list filters by namespace and label selector (k=v, comma-separated);
 - a spec change bumps metadata.generation.
@@ -26,7 +27,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from boundary_operator.kube import FIELD_MANAGER, KubeError, KubeNotFound, resource_path
+from boundary_operator.kube import FIELD_MANAGER, KINDS, KubeError, KubeNotFound, resource_path
 
 Manifest = dict[str, Any]
 Key = tuple[str, str | None, str]
@@ -63,6 +64,14 @@ def _unset(target: Manifest, path: Path) -> None:
     for parent, key in reversed(trail):
         if parent[key] == {}:
             del parent[key]
+
+
+def _plural(kind: str) -> str:
+    """The resource's plural with its group, as the apiserver names it in messages
+    (`leases.coordination.k8s.io`)."""
+    prefix, plural = KINDS[kind]
+    group = prefix.split("/")[1] if prefix.startswith("apis/") else ""
+    return f"{plural}.{group}" if group else plural
 
 
 def _merge_patch(target: Manifest, patch: Manifest) -> Manifest:
@@ -136,6 +145,20 @@ class FakeKube:
             owners[path] = (owners.get(path, set()) | {me}) if shared else {me}
             _set(body, path, value)
         return self._store(key, body, current)
+
+    async def create(self, manifest: Manifest) -> Manifest:
+        self.writes["create"] += 1
+        key = self._key(manifest)
+        if key in self.objects:
+            kind, _, name = key
+            raise KubeError(
+                409,
+                "AlreadyExists",
+                f'{_plural(kind)} "{name}" already exists',
+                "POST",
+                self._path(key),
+            )
+        return self._store(key, copy.deepcopy(manifest), None)
 
     async def get(self, kind: str, namespace: str | None, name: str) -> Manifest | None:
         self.reads["get"] += 1

@@ -10,12 +10,16 @@ Annotations (prefix boundaryproject.io/):
   namespace.
 - credentials-secret: a Secret with `username` and `password`, brokered to the session.
 - session-max-seconds, session-connection-limit.
+- grant-groups, grant-users: comma-separated ids or names of Boundary groups (managed groups by
+  id) and users who may connect: an owned role grants them authorize-session and read on
+  exactly the Service's targets.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Literal
 
 from boundary_operator import naming
 from boundary_operator.manifest import Manifest
@@ -29,10 +33,16 @@ WORKER = PREFIX + "worker"
 CREDENTIALS_SECRET = PREFIX + "credentials-secret"
 SESSION_MAX_SECONDS = PREFIX + "session-max-seconds"
 SESSION_CONNECTION_LIMIT = PREFIX + "session-connection-limit"
+GRANT_GROUPS = PREFIX + "grant-groups"
+GRANT_USERS = PREFIX + "grant-users"
 TARGETS_STATUS = PREFIX + "targets"
 """Written by the operator: the Service's targets and aliases."""
 
 _LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_USER_ID = re.compile(r"^u_[A-Za-z0-9]+$")
+_GROUP_ID = re.compile(r"^(g|mgoidc|mgldap)_[A-Za-z0-9]+$")
+ANY_AUTHENTICATED_USER = "u_auth"
+"""Boundary's built-in principal for every logged-in user: accepted in grant-users as is."""
 
 
 @dataclass(frozen=True)
@@ -70,9 +80,28 @@ class DesiredTarget:
     credentials: Credentials | None
 
 
+@dataclass(frozen=True)
+class Principal:
+    """A user or group named by a grant annotation: its id, or its name to look up."""
+
+    kind: Literal["user", "group"]
+    ref: str
+
+    @property
+    def is_id(self) -> bool:
+        return bool((_USER_ID if self.kind == "user" else _GROUP_ID).match(self.ref))
+
+    @property
+    def annotation(self) -> str:
+        return GRANT_USERS if self.kind == "user" else GRANT_GROUPS
+
+
 @dataclass
 class Desired:
     targets: list[DesiredTarget] = field(default_factory=list)
+    grants: tuple[Principal, ...] | None = None
+    """Who may connect, when a grant annotation is present (an owned role then grants them);
+    None: no grant annotation, so no role."""
     problems: list[str] = field(default_factory=list)
 
 
@@ -171,6 +200,7 @@ def desired_targets(
     if secret_name:
         credentials = _credentials(secrets.get(secret_name), secret_name, problems)
 
+    grants = _grants(annotations, problems)
     max_seconds = _int_annotation(annotations, SESSION_MAX_SECONDS, problems)
     connection_limit = _int_annotation(annotations, SESSION_CONNECTION_LIMIT, problems)
 
@@ -182,6 +212,7 @@ def desired_targets(
         address = f"{name}.{namespace}.svc.{settings.cluster_domain}"
     if problems:
         return desired
+    desired.grants = grants
     for port, value in zip(selected, aliases, strict=True):
         key = str(port.get("name") or port["port"])
         desired.targets.append(
@@ -202,6 +233,41 @@ def desired_targets(
             )
         )
     return desired
+
+
+def _grants(annotations: dict[str, str], problems: list[str]) -> tuple[Principal, ...] | None:
+    """The principals of grant-groups and grant-users, in order, without repeats; None when
+    neither annotation is there. Ids of the wrong kind, and principals Boundary would refuse or
+    that would open the Service to anyone, are problems."""
+    if GRANT_GROUPS not in annotations and GRANT_USERS not in annotations:
+        return None
+    found: list[Principal] = []
+    kinds: tuple[tuple[Literal["group", "user"], str], ...] = (
+        ("group", GRANT_GROUPS),
+        ("user", GRANT_USERS),
+    )
+    for kind, key in kinds:
+        for ref in (r.strip() for r in annotations.get(key, "").split(",")):
+            principal = Principal(kind, ref)
+            problem = _principal_problem(principal)
+            if problem:
+                problems.append(f"{key}: {problem}")
+            elif ref and principal not in found:
+                found.append(principal)
+    return tuple(found)
+
+
+def _principal_problem(principal: Principal) -> str | None:
+    ref = principal.ref
+    if principal.kind == "group" and _USER_ID.match(ref):
+        return f"{ref!r} is a user id; users go in {GRANT_USERS}"
+    if principal.kind == "user" and _GROUP_ID.match(ref):
+        return f"{ref!r} is a group id; groups go in {GRANT_GROUPS}"
+    if ref == "u_anon":
+        return "'u_anon' is anyone, logged in or not: access is not granted to it"
+    if ref == "u_recovery":
+        return "'u_recovery' (the recovery KMS user) cannot hold a role"
+    return None
 
 
 def _credentials(secret: Manifest | None, name: str, problems: list[str]) -> Credentials | None:

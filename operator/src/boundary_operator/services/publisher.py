@@ -40,7 +40,8 @@ class ServicePublisher:
     sync: ServiceSync
     settings: SyncSettings
     namespaces: list[str] = field(default_factory=list)
-    _reported: dict[str, str] = field(default_factory=dict)
+    _warned: dict[tuple[str, str], str] = field(default_factory=dict)
+    """The last Warning message by Service uid and reason."""
     # One sync at a time per Service: a watch event and a resync pass racing on the same Service
     # would both create its target, and the loser would report a conflict with itself.
     _locks: defaultdict[str, asyncio.Lock] = field(
@@ -74,19 +75,18 @@ class ServicePublisher:
             }
         desired = desired_targets(service, self.settings, secrets=secrets, worker_names=workers)
         if desired.problems:
-            await self._report(
-                service, "Warning", "InvalidAnnotations", "; ".join(desired.problems)
-            )
+            await self._warn(service, "InvalidAnnotations", desired.problems)
             return False
-        outcome = await self.sync.sync_service(namespace, name, uid, desired.targets)
-        if outcome.problems:
-            await self._report(service, "Warning", "SyncConflict", "; ".join(outcome.problems))
-        elif outcome.changes:
-            await self._report(service, "Normal", "Synced", "; ".join(outcome.changes))
-        else:
-            self._reported.pop(uid, None)
+        outcome = await self.sync.sync_service(
+            namespace, name, uid, desired.targets, desired.grants
+        )
+        await self._warn(service, "SyncConflict", outcome.problems)
+        if outcome.changes and not outcome.problems:
+            await self._post(service, "Normal", "Synced", "; ".join(outcome.changes))
+        # Principals that do not exist are bad annotations too: the rest is synced meanwhile.
+        await self._warn(service, "InvalidAnnotations", outcome.invalid)
         await self._annotate(service, outcome.targets)
-        return not outcome.problems
+        return not outcome.problems and not outcome.invalid
 
     async def _unpublish(self, uid: str, service: Manifest | None = None) -> bool:
         outcome = await self.sync.remove_service(uid)
@@ -95,16 +95,22 @@ class ServicePublisher:
             and service is not None
             and not service["metadata"].get("deletionTimestamp")
         ):
-            await self._report(service, "Normal", "Unpublished", "; ".join(outcome.changes))
+            await self._post(service, "Normal", "Unpublished", "; ".join(outcome.changes))
             await self._annotate(service, None)
         return True
 
-    async def _report(self, service: Manifest, kind: str, reason: str, message: str) -> None:
-        # One Event per distinct problem, not one per resync.
-        uid = service["metadata"]["uid"]
-        if kind == "Warning" and self._reported.get(uid) == message:
-            return
-        self._reported[uid] = message
+    async def _warn(self, service: Manifest, reason: str, problems: list[str]) -> None:
+        """One Warning per distinct set of problems, not one per resync; once they are gone,
+        the same problems coming back are told again."""
+        key = (service["metadata"]["uid"], reason)
+        message = "; ".join(problems)
+        if not problems:
+            self._warned.pop(key, None)
+        elif self._warned.get(key) != message:
+            self._warned[key] = message
+            await self._post(service, "Warning", reason, message)
+
+    async def _post(self, service: Manifest, kind: str, reason: str, message: str) -> None:
         service = {**service, "kind": "Service", "apiVersion": "v1"}
         await self.kube.post_event(service, kind, reason, message)
 
@@ -162,13 +168,11 @@ class ServicePublisher:
         return report
 
     async def _exposed_now(self, uid: str) -> bool:
-        owners = [o for o, _ in self.sync.owned_targets(uid).values()]
+        owners = self.sync.owners(uid)
         if not owners:
             return False
         service = await self.kube.get("Service", owners[0].namespace, owners[0].service)
         return service is not None and service["metadata"]["uid"] == uid and is_exposed(service)
 
     def _owner_namespace(self, uid: str) -> set[str]:
-        return {o.namespace for o, _ in self.sync.owned_targets(uid).values()} | {
-            o.namespace for o, _ in self.sync.owned_aliases(uid).values()
-        }
+        return {owner.namespace for owner in self.sync.owners(uid)}

@@ -1,11 +1,11 @@
-"""The Service sync engine: makes Boundary hold exactly the targets, aliases and brokered
-credentials that annotated Services ask for. Independent of kopf, so it is unit-testable and
-benchmarkable alone.
+"""The Service sync engine: makes Boundary hold exactly the targets, aliases, brokered
+credentials and access roles that annotated Services ask for. Independent of kopf, so it is
+unit-testable and benchmarkable alone.
 
-It keeps views of every target and alias, refreshed by list-token deltas, so a resync costs a
-couple of calls when nothing changed, and it writes nothing in steady state. Objects it creates
-carry an ownership marker (cluster, namespace, Service uid, port) in their description; anything
-without our marker is never modified or deleted."""
+It keeps views of every target, alias and role, refreshed by list-token deltas, so a resync
+costs three calls when nothing changed, and it writes nothing in steady state. Objects it
+creates carry an ownership marker (cluster, namespace, Service uid, port) in their description;
+anything without our marker is never modified or deleted."""
 
 from __future__ import annotations
 
@@ -13,14 +13,15 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from boundary_api import Alias, Conflict, NotFound, Target
 from boundary_api.ports import BoundaryPort
-from boundary_operator.services.desired import DesiredTarget
-from boundary_operator.services.ownership import OwnedIndex, Owner
+from boundary_operator.services.access import AccessOutcome, AccessSync, Calls
+from boundary_operator.services.desired import DesiredTarget, Principal
+from boundary_operator.services.ownership import DetailedIndex, OwnedIndex, Owner
 
 log = logging.getLogger("boundary_operator.services")
 
@@ -45,20 +46,22 @@ def _extra(description: str, key: str) -> str:
 
 
 @dataclass
-class Outcome:
+class Outcome(AccessOutcome):
     targets: dict[str, str] = field(default_factory=dict)
     """Target id -> alias value, for the Service's feedback annotation."""
-    problems: list[str] = field(default_factory=list)
-    changes: list[str] = field(default_factory=list)
 
 
 class ServiceSync:
     def __init__(self, boundary: BoundaryPort, cluster: str) -> None:
         self.boundary = boundary
+        """The current login's client: a new login replaces it (the views describe the
+        controller, not the login, and carry over)."""
         self.cluster = cluster
-        self.writes = 0
-        self.reads = 0
-        self._targets: OwnedIndex[Target] = OwnedIndex(cluster)
+        self.calls = Calls()
+        self.access = AccessSync(lambda: self.boundary, cluster, self.calls)
+        # Listings leave a target's brokered credential sources out (measured on the real
+        # controller): a target only a listing has shown is read before they are trusted.
+        self._targets: DetailedIndex[Target] = DetailedIndex(cluster)
         self._aliases: OwnedIndex[Alias] = OwnedIndex(cluster, value_of=lambda a: a.value)
         self._target_token: str | None = None
         self._alias_token: str | None = None
@@ -67,41 +70,31 @@ class ServiceSync:
         self._slots = asyncio.Semaphore(CONCURRENCY)
         self._first_refresh = asyncio.Lock()
         self._refreshed = False
-        self._sources_known: set[str] = set()
-        """Targets whose view entry came from a read or a write, not a listing: listings leave
-        brokered_credential_source_ids empty (measured on the real controller)."""
+
+    @property
+    def writes(self) -> int:
+        return self.calls.writes
+
+    @property
+    def reads(self) -> int:
+        return self.calls.reads
 
     # ------------------------------------------------------------------ views
 
     async def refresh(self) -> None:
-        """Bring the target and alias views up to date (deltas after the first listing)."""
+        """Bring the target, alias and role views up to date (deltas after the first
+        listing)."""
         targets = await self.boundary.targets.list(
             "global", recursive=True, list_token=self._target_token, page_size=1000
         )
         aliases = await self.boundary.aliases.list(
             "global", list_token=self._alias_token, page_size=1000
         )
-        self.reads += targets.pages + aliases.pages
-        # A listed target at the version we hold is the one we read or wrote: keep our copy,
-        # which has its credential sources. Any other listed target must be read again.
-        unchanged = {
-            t.id: held
-            for t in targets.items
-            if t.id in self._sources_known
-            and (held := self._targets.get(t.id)) is not None
-            and held.version == t.version
-        }
-        if targets.full:
-            self._sources_known.intersection_update(unchanged)
-        else:
-            self._sources_known.difference_update(
-                t.id for t in targets.items if t.id not in unchanged
-            )
-        targets.apply_to(self._targets)
-        for target in unchanged.values():
-            self._targets[target.id] = target
+        self.calls.reads += targets.pages + aliases.pages
+        self._targets.apply(targets)
         aliases.apply_to(self._aliases)
         self._target_token, self._alias_token = targets.list_token, aliases.list_token
+        await self.access.refresh()
         self._refreshed = True
 
     async def _views_ready(self) -> None:
@@ -129,23 +122,35 @@ class ServiceSync:
         if scope.startswith("p_"):
             return scope
         if scope not in self._projects:
-            self.reads += 1
+            self.calls.reads += 1
             self._projects[scope] = (await self.boundary.scopes.find_project(scope)).id
         return self._projects[scope]
 
     # ------------------------------------------------------------------ sync
 
     async def sync_service(
-        self, namespace: str, service: str, uid: str, desired: list[DesiredTarget]
+        self,
+        namespace: str,
+        service: str,
+        uid: str,
+        desired: list[DesiredTarget],
+        grants: Sequence[Principal] | None = None,
     ) -> Outcome:
+        """Make the Service's targets, aliases and credentials those of `desired`, and its role
+        grant `grants` (None or empty: no role) access to them."""
         await self._views_ready()
         # A slot before the Service's lock: whoever holds a lock holds a slot, never waits
         # for one.
         async with self._slots, self._locks[uid]:
-            return await self._sync(namespace, service, uid, desired)
+            return await self._sync(namespace, service, uid, desired, grants)
 
     async def _sync(
-        self, namespace: str, service: str, uid: str, desired: list[DesiredTarget]
+        self,
+        namespace: str,
+        service: str,
+        uid: str,
+        desired: list[DesiredTarget],
+        grants: Sequence[Principal] | None,
     ) -> Outcome:
         outcome = Outcome()
         for want in desired:
@@ -163,12 +168,14 @@ class ServiceSync:
 
         existing = {o.port: t for o, t in self.owned_targets(uid).values()}
         aliases = {o.port: a for o, a in self.owned_aliases(uid).values()}
+        synced: list[str] = []
         for want in desired:
             owner = Owner(self.cluster, namespace, service, uid, want.port_key)
             try:
                 target = await self._ensure_target(
                     want, owner, existing.get(want.port_key), outcome
                 )
+                synced.append(target.id)
             except Conflict as exc:
                 outcome.problems.append(
                     f"target {want.name!r} clashes with an object this operator does not own: "
@@ -189,6 +196,14 @@ class ServiceSync:
         for port, alias in aliases.items():
             if port not in wanted_ports and alias.id in self._aliases:
                 await self._delete_alias(alias, outcome)
+        if desired:
+            await self.access.sync(
+                Owner(self.cluster, namespace, service, uid),
+                await self._project(desired[0].scope),
+                synced,
+                grants,
+                outcome,
+            )
         return outcome
 
     async def _ensure_target(
@@ -199,7 +214,7 @@ class ServiceSync:
             await self._delete_target(current, None, outcome)
             current = None
         if current is None:
-            self.writes += 1
+            self.calls.writes += 1
             target = await self.boundary.targets.create_tcp(
                 project,
                 want.name,
@@ -230,7 +245,7 @@ class ServiceSync:
                 changes["session_connection_limit"] = want.session_connection_limit
             if not changes:
                 return current
-            self.writes += 1
+            self.calls.writes += 1
             target = await self.boundary.targets.update(current.id, current.version, **changes)
             outcome.changes.append(f"updated target {target.id}: {', '.join(sorted(changes))}")
         self._remember(target)
@@ -238,8 +253,7 @@ class ServiceSync:
 
     def _remember(self, target: Target) -> None:
         """A target as a read or a write returned it, credential sources included."""
-        self._targets[target.id] = target
-        self._sources_known.add(target.id)
+        self._targets.remember(target)
 
     async def _ensure_alias(
         self,
@@ -259,7 +273,7 @@ class ServiceSync:
             # A renamed alias: the old value goes (an alias keeps no history to restore).
             await self._delete_alias(current, outcome)
         try:
-            self.writes += 1
+            self.calls.writes += 1
             alias = await self.boundary.aliases.create(
                 want.alias, destination_id=target.id, description=owner.description()
             )
@@ -275,8 +289,8 @@ class ServiceSync:
     async def _with_sources(self, target: Target) -> Target:
         """The target with its brokered credential sources, read once after a listing left
         them out (after a restart, say); written targets come back with them."""
-        if target.id not in self._sources_known:
-            self.reads += 1
+        if not self._targets.is_whole(target.id):
+            self.calls.reads += 1
             target = await self.boundary.targets.read(target.id)
             self._remember(target)
         return target
@@ -288,7 +302,7 @@ class ServiceSync:
         current_ids = list(target.brokered_credential_source_ids)
         credential = None
         if current_ids:
-            self.reads += 1
+            self.calls.reads += 1
             try:
                 credential = await self.boundary.credentials.read(current_ids[0])
             except NotFound:
@@ -307,7 +321,7 @@ class ServiceSync:
             return
         version = f"secret-rv={want.credentials.resource_version}"
         if credential is None:
-            self.writes += 2
+            self.calls.writes += 2
             store = await self.boundary.credential_stores.create_static(
                 target.scope_id, description=owner.description()
             )
@@ -321,7 +335,7 @@ class ServiceSync:
                 f"credential {credential.id} from Secret {want.credentials.secret_name}"
             )
         elif _extra(credential.description, "secret-rv") != want.credentials.resource_version:
-            self.writes += 1
+            self.calls.writes += 1
             credential = await self.boundary.credentials.update_username_password(
                 credential.id,
                 credential.version,
@@ -333,7 +347,7 @@ class ServiceSync:
                 f"credential {credential.id} updated from Secret {want.credentials.secret_name}"
             )
         if current_ids != [credential.id]:
-            self.writes += 1
+            self.calls.writes += 1
             target = await self.boundary.targets.set_credential_sources(
                 target.id, target.version, [credential.id]
             )
@@ -342,7 +356,7 @@ class ServiceSync:
     async def _drop_credentials(
         self, target: Target, credential_id: str, store_id: str, outcome: Outcome
     ) -> None:
-        self.writes += 3
+        self.calls.writes += 3
         updated = await self.boundary.targets.set_credential_sources(target.id, target.version, [])
         self._remember(updated)
         await _already_gone_ok(self.boundary.credentials.delete(credential_id))
@@ -350,7 +364,7 @@ class ServiceSync:
         outcome.changes.append(f"removed brokered credential {credential_id}")
 
     async def _delete_alias(self, alias: Alias, outcome: Outcome) -> None:
-        self.writes += 1
+        self.calls.writes += 1
         await _already_gone_ok(self.boundary.aliases.delete(alias.id))
         self._aliases.pop(alias.id, None)
         outcome.changes.append(f"deleted alias {alias.value}")
@@ -369,12 +383,12 @@ class ServiceSync:
             except NotFound:
                 credential = None
             if credential is not None and self._ours(credential.description):
-                self.writes += 2
+                self.calls.writes += 2
                 await _already_gone_ok(self.boundary.credentials.delete(credential.id))
                 await _already_gone_ok(
                     self.boundary.credential_stores.delete(credential.credential_store_id)
                 )
-        self.writes += 1
+        self.calls.writes += 1
         await _already_gone_ok(self.boundary.targets.delete(target.id))
         self._targets.pop(target.id, None)
         outcome.changes.append(f"deleted target {target.id}")
@@ -392,9 +406,16 @@ class ServiceSync:
                 await self._delete_target(target, aliases.get(owner.port), outcome)
             for _, alias in list(self.owned_aliases(uid).values()):
                 await self._delete_alias(alias, outcome)
+            await self.access.remove(uid, outcome)
             return outcome
 
+    def owners(self, uid: str | None = None) -> list[Owner]:
+        """The owners of what we hold for a Service (for every Service, without `uid`)."""
+        return [
+            owner
+            for index in (self.owned_targets, self.owned_aliases, self.access.owned_roles)
+            for owner, _ in index(uid).values()
+        ]
+
     def owned_service_uids(self) -> set[str]:
-        return {o.uid for o, _ in self.owned_targets().values()} | {
-            o.uid for o, _ in self.owned_aliases().values()
-        }
+        return {owner.uid for owner in self.owners()}
