@@ -6,7 +6,7 @@ real client's paths, error mapping and listings."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from boundary_api.listing import Listing
 from boundary_api.models import (
@@ -15,6 +15,7 @@ from boundary_api.models import (
     CreatedWorker,
     Credential,
     CredentialStore,
+    Role,
     Scope,
     SessionAuthorization,
     Target,
@@ -76,6 +77,7 @@ class AliasesPort(Protocol):
     async def create(
         self, value: str, *, destination_id: str = ..., description: str = ...
     ) -> Alias: ...
+    async def read(self, alias_id: str) -> Alias: ...
     async def delete(self, alias_id: str) -> None: ...
     async def list(
         self,
@@ -91,6 +93,7 @@ class CredentialStoresPort(Protocol):
     async def create_static(
         self, scope_id: str, *, name: str = ..., description: str = ...
     ) -> CredentialStore: ...
+    async def read(self, store_id: str) -> CredentialStore: ...
     async def delete(self, store_id: str) -> None: ...
 
 
@@ -114,8 +117,43 @@ class CredentialsPort(Protocol):
         name: str = ...,
         description: str = ...,
     ) -> Credential: ...
+    async def create_json(
+        self,
+        store_id: str,
+        *,
+        object: dict[str, Any],
+        name: str = ...,
+        description: str = ...,
+    ) -> Credential: ...
+    async def update_json(
+        self,
+        credential_id: str,
+        version: int,
+        *,
+        object: dict[str, Any] = ...,
+        name: str = ...,
+        description: str = ...,
+    ) -> Credential: ...
     async def read(self, credential_id: str) -> Credential: ...
     async def delete(self, credential_id: str) -> None: ...
+
+
+class RolesPort(Protocol):
+    async def create(self, scope_id: str, *, name: str = ..., description: str = ...) -> Role: ...
+    async def read(self, role_id: str) -> Role: ...
+    async def delete(self, role_id: str) -> None: ...
+    async def set_grants(self, role_id: str, version: int, grants: Sequence[str]) -> Role: ...
+    async def set_principals(
+        self, role_id: str, version: int, principal_ids: Sequence[str]
+    ) -> Role: ...
+    async def list(
+        self,
+        scope_id: str,
+        *,
+        recursive: bool = ...,
+        filter: str = ...,
+        list_token: str | None = ...,
+    ) -> Listing[Role]: ...
 
 
 class ScopesPort(Protocol):
@@ -138,7 +176,7 @@ class SessionsPort(Protocol):
 
 
 class BoundaryPort(Protocol):
-    """What the operator (workers, targets, aliases, credentials, scopes) and the agent
+    """What the operator (workers, targets, aliases, credentials, scopes, roles) and the agent
     (auth-tokens read, users list-resolvable-aliases, targets read, authorize-session) call."""
 
     @property
@@ -153,6 +191,8 @@ class BoundaryPort(Protocol):
     def credentials(self) -> CredentialsPort: ...
     @property
     def scopes(self) -> ScopesPort: ...
+    @property
+    def roles(self) -> RolesPort: ...
     @property
     def auth_tokens(self) -> AuthTokensPort: ...
     @property

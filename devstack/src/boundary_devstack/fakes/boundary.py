@@ -18,13 +18,18 @@ tests/e2e/test_boundary_contract.py):
 - authorize-session takes a target id or an alias value and answers `{"item": ...}` with a
   decodable authorization token;
 - a token that ended (revoked through auth-tokens, or by `expire_tokens`) is answered like an
-  unknown caller: 403 PermissionDenied, as the real controller does, not 401.
+  unknown caller: 403 PermissionDenied, as the real controller does, not 401;
+- roles keep their grant strings and principals (set-grants, set-principals; a role made in a
+  project grants in it, "this"); json credentials keep their object, answer reads with an HMAC
+  only, and are brokered to sessions as the object itself. Who may do what is not modelled:
+  the fake's one user is the admin; grants are proven on the real controller.
 
 `writes` and `reads` count the calls, by method, as the operator's metrics do."""
 
 from __future__ import annotations
 
 import datetime
+import hashlib
 import itertools
 import json
 import math
@@ -122,6 +127,7 @@ class FakeController:
             ("workers", "w"),
             ("credential-stores", "csst"),
             ("credentials", "credup"),
+            ("roles", "r"),
         ):
             self._collections[name] = Collection(prefix)
 
@@ -238,6 +244,10 @@ class FakeController:
         if action == "set-credential-sources":
             item["brokered_credential_source_ids"] = list(body["brokered_credential_source_ids"])
             return 200, self._touch(name, item)
+        if name == "roles" and action in ("set-grants", "set-principals"):
+            key = "grant_strings" if action == "set-grants" else "principal_ids"
+            item[key] = sorted(set(body.get(key) or []))
+            return 200, self._public(self._touch(name, item))
         raise Answer(400, "InvalidArgument", f"unsupported action {action!r}")
 
     # ------------------------------------------------------------------ objects
@@ -274,7 +284,10 @@ class FakeController:
                 raise Answer(400, "InvalidArgument", UNIQUE)
 
     def _create(self, name: str, body: JSON, action: str) -> JSON:
-        new_id = f"{self._collections[name].prefix}_{next(self._ids)}"
+        prefix = self._collections[name].prefix
+        if name == "credentials" and body.get("type") == "json":
+            prefix = "credjson"
+        new_id = f"{prefix}_{next(self._ids)}"
         item: JSON = {
             "id": new_id,
             "version": 0,
@@ -319,11 +332,25 @@ class FakeController:
         elif name == "credentials":
             store = self._get("credential-stores", body["credential_store_id"])
             attributes = dict(body.get("attributes") or {})
+            if body.get("type") == "json":
+                item.update(credential_store_id=store["id"], type="json")
+                self._set_object(item, attributes.get("object") or {})
+            else:
+                item.update(
+                    credential_store_id=store["id"],
+                    type=body.get("type", ""),
+                    attributes={"username": attributes.get("username", "")},
+                    _password=attributes.get("password", ""),
+                )
+        elif name == "roles":
+            if body.get("scope_id") not in self.scopes:
+                raise Answer(404, "NotFound", NOT_FOUND)
+            self._unique(name, "name", body.get("name"), body["scope_id"])
             item.update(
-                credential_store_id=store["id"],
-                type=body.get("type", ""),
-                attributes={"username": attributes.get("username", "")},
-                _password=attributes.get("password", ""),
+                scope_id=body["scope_id"],
+                grant_strings=[],
+                principal_ids=[],
+                grant_scope_ids=["this"],
             )
         return self._public(self._touch(name, item))
 
@@ -336,7 +363,9 @@ class FakeController:
         if name == "targets" and "address" in changes:
             _check_address(changes["address"])
         attributes = changes.pop("attributes", None)
-        if name == "credentials" and attributes:
+        if name == "credentials" and attributes and item["type"] == "json":
+            self._set_object(item, attributes.get("object") or {})
+        elif name == "credentials" and attributes:
             if "password" in attributes:
                 item["_password"] = attributes.pop("password")
             item["attributes"].update(attributes)
@@ -355,6 +384,13 @@ class FakeController:
                 if alias["destination_id"] == resource_id:
                     alias["destination_id"] = ""
                     self._touch("aliases", alias)
+
+    @staticmethod
+    def _set_object(item: JSON, value: JSON) -> None:
+        """A json credential's object, kept aside; reads show an HMAC of it only."""
+        item["_object"] = dict(value)
+        digest = hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
+        item["attributes"] = {"object_hmac": digest}
 
     @staticmethod
     def _public(item: JSON) -> JSON:
@@ -416,6 +452,9 @@ class FakeController:
         match = re.fullmatch(r'"/item/(\w+)" matches "(.*)"', expression)
         if match:
             return re.search(match.group(2), str(item.get(match.group(1), ""))) is not None
+        match = re.fullmatch(r'"/item/(\w+)" == "(.*)"', expression)
+        if match:
+            return str(item.get(match.group(1), "")) == match.group(2)
         return not expression
 
     def _scopes(self, scope_id: str, query: dict[str, str]) -> JSON:
@@ -472,13 +511,20 @@ class FakeController:
         for source in target.get("brokered_credential_source_ids") or []:
             stored = self._collections["credentials"].items.get(source)
             if stored is not None:
-                secret = {
-                    "username": stored["attributes"]["username"],
-                    "password": stored["_password"],
-                }
+                if stored["type"] == "json":
+                    secret = dict(stored["_object"])
+                else:
+                    secret = {
+                        "username": stored["attributes"]["username"],
+                        "password": stored["_password"],
+                    }
                 credentials.append(
                     {
-                        "credential_source": {"id": source, "type": "username_password"},
+                        "credential_source": {
+                            "id": source,
+                            "credential_store_id": stored["credential_store_id"],
+                            "credential_type": stored["type"],
+                        },
                         "secret": {"decoded": secret},
                         "credential": secret,
                     }
