@@ -45,6 +45,8 @@ FLAGS = {
     "--resync-seconds": "BOUNDARY_OPERATOR_RESYNC_SECONDS",
     "--metrics-port": "BOUNDARY_OPERATOR_METRICS_PORT",
     "--health-port": "BOUNDARY_OPERATOR_HEALTH_PORT",
+    "--kube-api-address": "BOUNDARY_OPERATOR_KUBE_API_ADDRESS",
+    "--kube-api-server-name": "BOUNDARY_OPERATOR_KUBE_API_SERVER_NAME",
 }
 # Secrets are taken only from the environment (BOUNDARY_PASSWORD, BOUNDARY_TOKEN): a flag would
 # show in the process list.
@@ -52,6 +54,7 @@ FLAGS = {
 
 def _register_handlers() -> None:
     # Importing registers the handlers with kopf.
+    from boundary_operator.kubeaccess import handlers as kube_access_handlers  # noqa: F401
     from boundary_operator.services import handlers as service_handlers  # noqa: F401
     from boundary_operator.workers import handlers as worker_handlers  # noqa: F401
 
