@@ -103,7 +103,7 @@ class KubeAccessService:
         result = AccessResult()
         spec, problems = spec_problems(body.get("spec"))
         if spec is None:
-            result.problem("ConfigValid", "InvalidSpec", problems, 60)
+            result.problem("ConfigValid", "InvalidSpec", problems)
             result.conditions.append(Condition("Ready", False, "InvalidSpec", problems))
             return result
         ctx = self.context(body, spec)
@@ -113,7 +113,7 @@ class KubeAccessService:
         if boundary is None:
             problems = "the operator has no controller credentials (BOUNDARY_ADDR and a login)"
         if problems:
-            result.problem("ConfigValid", "InvalidSpec", problems, 60)
+            result.problem("ConfigValid", "InvalidSpec", problems)
             result.conditions.append(Condition("Ready", False, "InvalidSpec", problems))
             return result
         assert boundary is not None
@@ -121,7 +121,7 @@ class KubeAccessService:
         try:
             await self._converge(ctx, body, boundary, scope, result)
         except NameTaken as exc:
-            result.problem("Ready", "NameTaken", str(exc), 60)
+            result.problem("Ready", "NameTaken", str(exc))
         return result
 
     async def _reference_problems(self, ctx: AccessContext, scope: str) -> str:
@@ -158,7 +158,7 @@ class KubeAccessService:
                 f"waiting for ConfigMap {CA_CONFIG_MAP} in {ctx.namespace} (the controller "
                 "manager publishes the cluster CA there)"
             )
-            result.problem("Ready", "WaitingForClusterCA", message, 10)
+            result.problem("Ready", "WaitingForClusterCA", message)
             return
         project = await self._project(boundary, scope)
         found = await self._find(ctx, boundary, status)
@@ -206,6 +206,8 @@ class KubeAccessService:
                 "tokenRotatesAt": rfc3339(state.rotate_at),
             }
         )
+        if any(c.type == "Ready" for c in result.conditions):
+            return  # a problem found on the way (principals Boundary refused) says why not
         result.conditions.append(
             Condition(
                 "Ready",
@@ -215,8 +217,6 @@ class KubeAccessService:
                 f"{', '.join(principals)}; token valid until {rfc3339(state.expires)}",
             )
         )
-        due = (state.rotate_at - self.clock()).total_seconds()
-        result.retry_after = min(result.retry_after or max(due, 1.0), max(due, 1.0))
 
     # ------------------------------------------------------------------ Kubernetes
 
@@ -545,9 +545,7 @@ class KubeAccessService:
             builders.REVOKE_AFTER_ANNOTATION, ""
         )
         deadline = int(annotation) if annotation.isdigit() else 0
-        left = deadline - self.clock().timestamp()
-        if left > 0 and not requested:
-            result.retry_after = min(result.retry_after or left, left)
+        if deadline > self.clock().timestamp() and not requested:
             return
         await self.kube.delete("Secret", ctx.namespace, name)
         result.events.append(
@@ -601,7 +599,6 @@ class KubeAccessService:
                     "Ready",
                     "InvalidPrincipals",
                     f"spec.principals: Boundary refused them: {exc.message}",
-                    60,
                 )
                 return current
             result.events.append(

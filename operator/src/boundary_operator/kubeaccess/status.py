@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from boundary_operator.conditions import Condition, merge_conditions
+from boundary_operator.conditions import Condition, conditions_status
 from boundary_operator.manifest import Manifest
 from boundary_operator.workers.status import Event
 
@@ -18,14 +18,12 @@ class AccessResult:
     events: list[Event] = field(default_factory=list)
     fields: dict[str, Any] = field(default_factory=dict)
     """Status fields besides the conditions (camelCase, as the CRD has them)."""
-    retry_after: float | None = None
-    """Ask to be called again this soon (something is still converging)."""
 
-    def problem(self, condition: str, reason: str, message: str, retry_after: float) -> None:
+    def problem(self, condition: str, reason: str, message: str) -> None:
         """A condition that is False for a reason the user must see (its Warning is posted
-        when it first appears or changes, not on every reconcile)."""
+        when it first appears or changes, not on every reconcile; the check timer tries
+        again)."""
         self.conditions.append(Condition(condition, False, reason, message))
-        self.retry_after = min(self.retry_after or retry_after, retry_after)
 
 
 def status_update(
@@ -37,9 +35,7 @@ def status_update(
     current: dict[str, Any] = dict(body.get("status") or {})
     previous: list[dict[str, Any]] = list(current.get("conditions") or [])
     generation = int(body["metadata"].get("generation", 0))
-    conditions = merge_conditions(result.conditions, generation, previous)
-    evaluated = {c["type"] for c in conditions}
-    conditions += [c for c in previous if c.get("type") not in evaluated]
+    conditions = conditions_status(result.conditions, generation, previous)
     status = {**result.fields, "conditions": conditions, "observedGeneration": generation}
     before = {p.get("type"): p for p in previous}
     events = []
