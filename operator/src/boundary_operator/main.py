@@ -137,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--verbose", action="store_true")
     drain_parser = sub.add_parser(
         "drain",
-        help="delete every watched BoundaryPKIWorker and wait until the operator tore it down",
+        help="delete every watched BoundaryPKIWorker and BoundaryKubernetesAccess and wait "
+        "until the operator tore them down",
     )
     drain_parser.add_argument(
         "--namespaces", default="", help="comma-separated; empty: every namespace"
@@ -231,7 +232,9 @@ def _drain(namespaces: list[str], timeout: float) -> int:
             file=sys.stderr,
         )
         return 1
-    print(f"boundary-operator drain: no BoundaryPKIWorker left in {where}")
+    print(
+        f"boundary-operator drain: no BoundaryPKIWorker or BoundaryKubernetesAccess left in {where}"
+    )
     return 0
 
 
