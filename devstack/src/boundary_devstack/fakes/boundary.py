@@ -20,9 +20,13 @@ tests/e2e/test_boundary_contract.py):
 - a token that ended (revoked through auth-tokens, or by `expire_tokens`) is answered like an
   unknown caller: 403 PermissionDenied, as the real controller does, not 401;
 - roles keep their grant strings and principals (set-grants, set-principals; a role made in a
-  project grants in it, "this"); json credentials keep their object, answer reads with an HMAC
-  only, and are brokered to sessions as the object itself. Who may do what is not modelled:
-  the fake's one user is the admin; grants are proven on the real controller.
+  project grants in it, "this"); a change of a role's grants or principals invalidates the
+  resolvable-alias list tokens handed out before it (400, kind "invalid list token": "grants
+  have changed since list token was issued"), as the real controller's grants hash does;
+- json credentials keep their object, answer reads with an HMAC only, and are brokered to
+  sessions as the object itself.
+Who may do what is not modelled: the fake's one user is the admin; grants are proven on the
+real controller.
 
 `writes` and `reads` count the calls, by method, as the operator's metrics do."""
 
@@ -116,6 +120,8 @@ class FakeController:
     _seq: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1000000000))
     _throttled: list[float] = field(default_factory=list)
+    _grants_epoch: int = 0
+    """Bumped by every change of a role's grants or principals (the grants hash)."""
     list_quota: int = 150
     quota_window: float = 30.0
     _lists: defaultdict[str, deque[float]] = field(default_factory=lambda: defaultdict(deque))
@@ -211,7 +217,15 @@ class FakeController:
         if name == "scopes":
             return 200, self._scopes(resource_id, query)
         if name == "users" and action == "list-resolvable-aliases":
-            return 200, self._listing("aliases", query, lambda a: bool(a["destination_id"]))
+            token = query.get("list_token", "")
+            if token and not token.endswith(f"-grants-{self._grants_epoch}"):
+                raise Answer(
+                    400, "invalid list token", "grants have changed since list token was issued"
+                )
+            query = {**query, "list_token": token.rsplit("-grants-", 1)[0]} if token else query
+            answer = self._listing("aliases", query, lambda a: bool(a["destination_id"]))
+            answer["list_token"] += f"-grants-{self._grants_epoch}"
+            return 200, answer
         if name == "auth-tokens" and resource_id in self._tokens.values():
             if method == "DELETE":
                 self._tokens = {t: i for t, i in self._tokens.items() if i != resource_id}
@@ -247,6 +261,7 @@ class FakeController:
         if name == "roles" and action in ("set-grants", "set-principals"):
             key = "grant_strings" if action == "set-grants" else "principal_ids"
             item[key] = sorted(set(body.get(key) or []))
+            self._grants_epoch += 1
             return 200, self._public(self._touch(name, item))
         raise Answer(400, "InvalidArgument", f"unsupported action {action!r}")
 

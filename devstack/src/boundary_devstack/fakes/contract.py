@@ -254,6 +254,35 @@ async def roles_keep_grants_and_principals(boundary: BoundaryPort, project: str,
     await _raises(NotFound, boundary.roles.read(role.id))
 
 
+async def a_grants_change_restarts_a_resolvable_alias_listing(
+    boundary: BoundaryPort, project: str, tag: str
+) -> None:
+    """A list token carries a hash of the user's grants: once a role gives the user more, the
+    controller refuses the token ("grants have changed since list token was issued") and the
+    listing starts afresh by itself, with the newly resolvable alias in it."""
+    token_id = boundary.token_id
+    assert token_id is not None
+    me = (await boundary.auth_tokens.read(token_id)).user_id
+    target = await boundary.targets.create_tcp(
+        project, f"{tag}-g", address="127.0.0.1", default_port=22
+    )
+    alias = await boundary.aliases.create(f"{tag}-g.contract", destination_id=target.id)
+    role = await boundary.roles.create(project, name=f"{tag}-grants")
+    try:
+        first = await boundary.users.list_resolvable_aliases(me)
+        granted = await boundary.roles.set_grants(
+            role.id, role.version, [f"ids={target.id};actions=authorize-session"]
+        )
+        await boundary.roles.set_principals(role.id, granted.version, [me])
+        again = await boundary.users.list_resolvable_aliases(me, list_token=first.list_token)
+        assert again.full, "the refused token was followed by a fresh listing"
+        assert alias.id in {a.id for a in again.items}
+    finally:
+        await boundary.roles.delete(role.id)
+        await boundary.aliases.delete(alias.id)
+        await boundary.targets.delete(target.id)
+
+
 async def json_credentials_are_brokered_as_their_object(
     boundary: BoundaryPort, project: str, tag: str
 ) -> None:
@@ -292,6 +321,7 @@ async def json_credentials_are_brokered_as_their_object(
 BOUNDARY_SCENARIOS = [
     unique_names_answer_400_with_the_real_message,
     roles_keep_grants_and_principals,
+    a_grants_change_restarts_a_resolvable_alias_listing,
     json_credentials_are_brokered_as_their_object,
     credential_sources_are_on_reads_not_in_listings,
     stale_versions_and_missing_objects_answer_404,
