@@ -13,6 +13,7 @@ import io
 import json
 import os
 import socket
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -120,8 +121,8 @@ def test_merging_adds_our_contexts_and_never_clobbers_the_rest() -> None:
         "contexts": [{"name": "prod", "context": {"cluster": "prod", "user": "me"}}],
     }
     context = kube.credential_from(ALIAS, authorization(object_())).context()
-    command = ["/usr/bin/boundary-agent", "-client-agent-port", "9300"]
-    merged = kube.merge_kubeconfig(theirs, [context], command)
+    command, options = ["/usr/bin/boundary-agent"], ["-client-agent-port", "9300"]
+    merged = kube.merge_kubeconfig(theirs, [context], command, options)
     for section in ("clusters", "users", "contexts"):
         assert merged[section][0] == theirs[section][0]
         assert [e["name"] for e in merged[section]] == [
@@ -135,12 +136,12 @@ def test_merging_adds_our_contexts_and_never_clobbers_the_rest() -> None:
     assert base64.b64decode(cluster["certificate-authority-data"]).decode() == CA
     plugin = merged["users"][1]["user"]["exec"]
     assert plugin["command"] == "/usr/bin/boundary-agent"
-    assert plugin["args"] == ["-client-agent-port", "9300", "kube-credential", ALIAS]
+    assert plugin["args"] == ["kube-credential", "-client-agent-port", "9300", ALIAS]
     assert plugin["apiVersion"] == "client.authentication.k8s.io/v1"
     assert "token" not in json.dumps(merged["users"][1])
     assert merged["contexts"][1]["context"]["namespace"] == "team-a"
     # Again: our entries replaced, not repeated.
-    again = kube.merge_kubeconfig(merged, [context], command)
+    again = kube.merge_kubeconfig(merged, [context], command, options)
     assert again == merged
 
 
@@ -300,14 +301,13 @@ async def test_kubeconfig_and_the_plugin_through_the_cli(
     assert [c["name"] for c in config["contexts"]] == [f"boundary-{ALIAS}"], "web is no kube"
     assert path.stat().st_mode & 0o777 == 0o600
     plugin = config["users"][0]["user"]["exec"]
-    assert plugin["args"][-2:] == ["kube-credential", ALIAS]
-    assert plugin["args"][-4:-2] == ["-client-agent-port", str(port)]
+    assert plugin["command"] == sys.executable
+    assert plugin["args"][:2] == ["-m", "boundary_agent.cli"]
 
+    # The plugin as kubectl runs it: exactly the command and arguments written.
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        code = await asyncio.to_thread(
-            cli.main, ["kube-credential", "-client-agent-port", str(port), ALIAS]
-        )
+        code = await asyncio.to_thread(cli.main, plugin["args"][2:])
     assert code == 0
     credential = json.loads(out.getvalue())
     assert credential["kind"] == "ExecCredential"

@@ -151,10 +151,11 @@ def _kube_credential(args: argparse.Namespace, port: int) -> int:
     return 0
 
 
-def _plugin_command(args: argparse.Namespace) -> list[str]:
+def _plugin_command(args: argparse.Namespace) -> tuple[list[str], list[str]]:
     """How kubectl runs this program as its credential plugin: the boundary-agent script if
-    that is what runs, else this interpreter with the module; the control port when it was
-    given (a flag or the variable) rather than read from the default config."""
+    that is what runs, else this interpreter with the module; and the options of the
+    subcommand: the control port when it was given (a flag or the variable) rather than read
+    from the default config."""
     program = Path(sys.argv[0])
     if program.name == "boundary-agent" and program.is_file():
         command = [str(program.resolve())]
@@ -162,10 +163,10 @@ def _plugin_command(args: argparse.Namespace) -> list[str]:
         command = [sys.executable, "-m", "boundary_agent.cli"]
     port = args.client_agent_port or os.environ.get(PORT_VARIABLE)
     if port:
-        command += ["-client-agent-port", str(port)]
-    elif args.config is not None:
-        command += ["-config", str(args.config.resolve())]
-    return command
+        return command, ["-client-agent-port", str(port)]
+    if args.config is not None:
+        return command, ["-config", str(args.config.resolve())]
+    return command, []
 
 
 def _kubeconfig_path(args: argparse.Namespace) -> Path:
@@ -182,6 +183,8 @@ def _kubeconfig(args: argparse.Namespace, port: int) -> int:
 
     contexts = _call(port, "POST", "kube-contexts").get("items") or []
     usable = [c for c in contexts if "error" not in c]
+    # An alias the user resolves but may not open (a read grant without authorize-session)
+    # gets no context; saying why is enough.
     for failed in (c for c in contexts if "error" in c):
         print(f"{failed['alias']}: {failed['error']}", file=sys.stderr)
     if not usable:
@@ -194,7 +197,7 @@ def _kubeconfig(args: argparse.Namespace, port: int) -> int:
         raise SystemExit(f"boundary-agent kubeconfig: cannot read {path}: {exc}") from None
     if current is not None and not isinstance(current, dict):
         raise SystemExit(f"boundary-agent kubeconfig: {path} is not a kubeconfig")
-    merged = kube.merge_kubeconfig(current or {}, usable, _plugin_command(args))
+    merged = kube.merge_kubeconfig(current or {}, usable, *_plugin_command(args))
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.boundary-agent")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -205,7 +208,7 @@ def _kubeconfig(args: argparse.Namespace, port: int) -> int:
         namespace = f", namespace {context['namespace']}" if context.get("namespace") else ""
         print(f"context {kube.CONTEXT_PREFIX}{context['alias']}: {context['server']}{namespace}")
     print(f"Merged into {path}; use: kubectl --context {kube.CONTEXT_PREFIX}<alias> ...")
-    return 1 if len(usable) < len(contexts) else 0
+    return 0
 
 
 def _login(args: argparse.Namespace, port: int) -> int:

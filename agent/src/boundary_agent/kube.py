@@ -212,10 +212,10 @@ any other name are never changed."""
 
 
 def kubeconfig_entries(
-    context: dict[str, Any], command: list[str]
+    context: dict[str, Any], command: list[str], options: list[str]
 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """The cluster, user and context entries for one alias. The user runs `command` (this
-    program) as an exec credential plugin."""
+    program) as an exec credential plugin: `command kube-credential OPTIONS ALIAS`."""
     name = f"{CONTEXT_PREFIX}{context['alias']}"
     cluster = {
         "name": name,
@@ -233,7 +233,7 @@ def kubeconfig_entries(
             "exec": {
                 "apiVersion": EXEC_API_VERSION,
                 "command": command[0],
-                "args": [*command[1:], "kube-credential", context["alias"]],
+                "args": [*command[1:], "kube-credential", *options, context["alias"]],
                 "interactiveMode": "Never",
                 "provideClusterInfo": False,
             }
@@ -246,7 +246,10 @@ def kubeconfig_entries(
 
 
 def merge_kubeconfig(
-    config: dict[str, Any], contexts: list[dict[str, Any]], command: list[str]
+    config: dict[str, Any],
+    contexts: list[dict[str, Any]],
+    command: list[str],
+    options: list[str],
 ) -> dict[str, Any]:
     """`config` with one context (and its cluster and user) per alias, replacing only entries
     of the same names; everything else, current-context included, stays as it was."""
@@ -259,7 +262,9 @@ def merge_kubeconfig(
         merged[section] = list(merged.get(section) or [])
     for context in contexts:
         for section, entry in zip(
-            ("clusters", "users", "contexts"), kubeconfig_entries(context, command), strict=True
+            ("clusters", "users", "contexts"),
+            kubeconfig_entries(context, command, options),
+            strict=True,
         ):
             kept = [e for e in merged[section] if e.get("name") != entry["name"]]
             merged[section] = [*kept, entry]
