@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from boundary_api import BoundaryClient, NotFound, RateLimited, Unavailable
-from boundary_api.models import Target
+from boundary_api.models import Alias, Target
 
 TARGET = {"id": "ttcp_1", "scope_id": "p_1", "name": "db", "version": 1}
 
@@ -118,3 +118,18 @@ async def test_an_unreachable_controller_names_the_address_never_the_token() -> 
     assert "controller.test" in str(caught.value)
     assert "secret" not in str(caught.value)
     assert len(seen) == 3
+
+
+async def test_an_answer_without_a_list_token_is_a_whole_listing_even_to_a_token() -> None:
+    """The controller answers a user who may reach no target at all with an empty, complete
+    listing and no list token, whatever token was sent (measured on 0.21.1: it returns before
+    reading the token). That is the whole list, so the aliases known so far are gone."""
+    seen: list[httpx.Request] = []
+    nothing = {"response_type": "complete", "sort_by": "created_time", "sort_dir": "desc"}
+    boundary = client([httpx.Response(200, json=nothing)], seen)
+    listing = await boundary.users.list_resolvable_aliases("u_1", list_token="earlier")
+    assert seen[0].url.params["list_token"] == "earlier"
+    assert (listing.full, listing.items, listing.list_token) == (True, [], "")
+    view = {"alt_1": Alias(id="alt_1", value="db.example", destination_id="ttcp_1")}
+    listing.apply_to(view)
+    assert view == {}

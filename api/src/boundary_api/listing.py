@@ -4,7 +4,8 @@ A listing follows pages until the controller says `complete`. Keep its `list_tok
 back later to get only what changed since (items created or updated, and `removed_ids`). If the
 controller refuses a stored token (expired, from another controller, or issued before the
 user's grants changed), the listing restarts from scratch by itself and says so with
-`full=True`, so callers replace their view instead of merging into it.
+`full=True`, so callers replace their view instead of merging into it; so does an answer that
+comes back without a list token.
 
 A refresh also re-sends items changed up to 30 s before the previous listing (the controller
 looks back that far to catch transactions that committed late), so treat refreshed items as
@@ -115,6 +116,9 @@ async def _follow_pages(
         items=list(items.values()),
         list_token=token or "",
         removed_ids=removed,
-        full=list_token is None,
+        # An answer with no list token did not use ours: it is everything. The controller
+        # answers so when the caller may see nothing at all (a user without any permitted
+        # target listing resolvable aliases, measured on 0.21.1).
+        full=not list_token or not token,
         pages=pages,
     )
