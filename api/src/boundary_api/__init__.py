@@ -22,11 +22,14 @@ from boundary_api.models import (
     CreatedWorker,
     Credential,
     CredentialStore,
+    Group,
+    ManagedGroup,
     Role,
     Scope,
     SessionAuthorization,
     SessionAuthorizationData,
     Target,
+    User,
     Worker,
 )
 
@@ -40,9 +43,11 @@ __all__ = [
     "CreatedWorker",
     "Credential",
     "CredentialStore",
+    "Group",
     "InvalidArgument",
     "InvalidListToken",
     "Listing",
+    "ManagedGroup",
     "NotFound",
     "PermissionDenied",
     "ProtocolError",
@@ -55,5 +60,6 @@ __all__ = [
     "Target",
     "Unauthenticated",
     "Unavailable",
+    "User",
     "Worker",
 ]

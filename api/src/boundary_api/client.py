@@ -12,6 +12,7 @@ from boundary_api.models import AuthToken
 from boundary_api.resources.aliases import Aliases
 from boundary_api.resources.auth import AuthMethods, AuthTokens
 from boundary_api.resources.credentials import Credentials, CredentialStores
+from boundary_api.resources.groups import Groups, ManagedGroups
 from boundary_api.resources.roles import Roles
 from boundary_api.resources.scopes import Scopes
 from boundary_api.resources.sessions import Sessions
@@ -70,6 +71,8 @@ class BoundaryClient:
         self.credentials = Credentials(self._transport)
         self.scopes = Scopes(self._transport)
         self.roles = Roles(self._transport)
+        self.groups = Groups(self._transport)
+        self.managed_groups = ManagedGroups(self._transport)
 
     def __repr__(self) -> str:
         token = "with token" if self._transport.has_token else "no token"

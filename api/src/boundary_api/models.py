@@ -148,14 +148,46 @@ class Credential(Resource):
 
 
 class Role(Resource):
+    """A role: grants for its principals. Listings leave `principal_ids` and `grant_strings`
+    out (only reads and writes carry them); `grant_scope_ids` is in both."""
+
     id: str
     scope_id: str
     name: str = ""
     description: str = ""
     version: int = 0
-    grant_strings: list[str] = Field(default_factory=list)
     grant_scope_ids: list[str] = Field(default_factory=list)
     principal_ids: list[str] = Field(default_factory=list)
+    grant_strings: list[str] = Field(default_factory=list)
+
+
+class User(Resource):
+    id: str
+    scope_id: str
+    name: str = ""
+    description: str = ""
+    version: int = 0
+
+
+class Group(Resource):
+    id: str
+    scope_id: str
+    name: str = ""
+    description: str = ""
+    version: int = 0
+    member_ids: list[str] = Field(default_factory=list)
+
+
+class ManagedGroup(Resource):
+    """A group an OIDC or LDAP auth method fills from the identity provider's claims."""
+
+    id: str
+    auth_method_id: str = ""
+    scope_id: str = ""
+    type: str = ""
+    name: str = ""
+    description: str = ""
+    version: int = 0
 
 
 class WorkerInfo(Resource):

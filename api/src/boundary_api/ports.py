@@ -6,7 +6,9 @@ real client's paths, error mapping and listings."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
+
+from pydantic import BaseModel
 
 from boundary_api.listing import Listing
 from boundary_api.models import (
@@ -15,10 +17,13 @@ from boundary_api.models import (
     CreatedWorker,
     Credential,
     CredentialStore,
+    Group,
+    ManagedGroup,
     Role,
     Scope,
     SessionAuthorization,
     Target,
+    User,
     Worker,
 )
 
@@ -138,26 +143,44 @@ class CredentialsPort(Protocol):
     async def delete(self, credential_id: str) -> None: ...
 
 
-class RolesPort(Protocol):
+class ScopesPort(Protocol):
+    async def read(self, scope_id: str) -> Scope: ...
+    async def find_project(self, name_or_id: str) -> Scope: ...
+
+
+Listed = TypeVar("Listed", bound=BaseModel)
+
+
+class ScopedPort(Protocol[Listed]):
+    """Read and list by scope, as roles, users and groups are."""
+
+    async def read(self, resource_id: str) -> Listed: ...
+    async def list(
+        self,
+        scope_id: str = ...,
+        *,
+        recursive: bool = ...,
+        list_token: str | None = ...,
+        page_size: int | None = ...,
+    ) -> Listing[Listed]: ...
+
+
+class RolesPort(ScopedPort[Role], Protocol):
     async def create(self, scope_id: str, *, name: str = ..., description: str = ...) -> Role: ...
-    async def read(self, role_id: str) -> Role: ...
-    async def delete(self, role_id: str) -> None: ...
-    async def set_grants(self, role_id: str, version: int, grants: Sequence[str]) -> Role: ...
+    async def delete(self, resource_id: str) -> None: ...
     async def set_principals(
         self, role_id: str, version: int, principal_ids: Sequence[str]
     ) -> Role: ...
-    async def list(
-        self,
-        scope_id: str,
-        *,
-        recursive: bool = ...,
-        filter: str = ...,
-        list_token: str | None = ...,
-    ) -> Listing[Role]: ...
+    async def set_grants(
+        self, role_id: str, version: int, grant_strings: Sequence[str]
+    ) -> Role: ...
 
 
-class ScopesPort(Protocol):
-    async def find_project(self, name_or_id: str) -> Scope: ...
+class GroupsPort(ScopedPort[Group], Protocol): ...
+
+
+class ManagedGroupsPort(Protocol):
+    async def read(self, managed_group_id: str) -> ManagedGroup: ...
 
 
 class AuthTokensPort(Protocol):
@@ -165,7 +188,7 @@ class AuthTokensPort(Protocol):
     async def delete(self, token_id: str) -> None: ...
 
 
-class UsersPort(Protocol):
+class UsersPort(ScopedPort[User], Protocol):
     async def list_resolvable_aliases(
         self, user_id: str, *, list_token: str | None = ..., page_size: int | None = ...
     ) -> Listing[Alias]: ...
@@ -176,7 +199,8 @@ class SessionsPort(Protocol):
 
 
 class BoundaryPort(Protocol):
-    """What the operator (workers, targets, aliases, credentials, scopes, roles) and the agent
+    """What the operator (workers, targets, aliases, credentials, scopes, and for access by
+    annotation roles, users, groups and managed groups) and the agent
     (auth-tokens read, users list-resolvable-aliases, targets read, authorize-session) call."""
 
     @property
@@ -193,6 +217,10 @@ class BoundaryPort(Protocol):
     def scopes(self) -> ScopesPort: ...
     @property
     def roles(self) -> RolesPort: ...
+    @property
+    def groups(self) -> GroupsPort: ...
+    @property
+    def managed_groups(self) -> ManagedGroupsPort: ...
     @property
     def auth_tokens(self) -> AuthTokensPort: ...
     @property

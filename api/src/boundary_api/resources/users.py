@@ -1,11 +1,16 @@
 from __future__ import annotations
 
 from boundary_api.listing import Listing, list_all
-from boundary_api.models import Alias
-from boundary_api.resources._base import ResourceClient, resource_path
+from boundary_api.models import Alias, User
+from boundary_api.resources._base import ScopedResource, resource_path
 
 
-class Users(ResourceClient):
+class Users(ScopedResource[User]):
+    """Users (in global or an org)."""
+
+    collection = "users"
+    model = User
+
     async def list_resolvable_aliases(
         self, user_id: str, *, list_token: str | None = None, page_size: int | None = None
     ) -> Listing[Alias]:
