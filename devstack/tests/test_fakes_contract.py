@@ -11,23 +11,17 @@ import pytest
 from boundary_api import BoundaryClient
 from boundary_api.ports import BoundaryPort
 from boundary_devstack.fakes import FakeController, FakeKube, contract
-from boundary_devstack.fakes.boundary import AUTH_METHOD, LOGIN, PASSWORD, PROJECT
+from boundary_devstack.fakes.boundary import PROJECT
 from boundary_operator.kube import KubePort
 
 BoundaryScenario = Callable[[BoundaryPort, str, str], Awaitable[None]]
 KubeScenario = Callable[[KubePort, str, str], Awaitable[None]]
 
 
-async def login(controller: FakeController, **options: Any) -> BoundaryClient:
-    client = controller.client(**options)
-    await client.authenticate_password(AUTH_METHOD, LOGIN, PASSWORD)
-    return client
-
-
 @pytest.mark.parametrize("scenario", contract.BOUNDARY_SCENARIOS, ids=lambda s: s.__name__)
 async def test_boundary_scenario_on_the_fake(scenario: BoundaryScenario) -> None:
     controller = FakeController()
-    boundary = await login(controller)
+    boundary = await controller.login()
     await scenario(boundary, PROJECT, "fake")
     await boundary.aclose()
 
@@ -36,7 +30,7 @@ async def test_rate_limit_on_the_fake() -> None:
     controller = FakeController()
 
     async def fresh(**options: Any) -> BoundaryClient:
-        return await login(controller, **options)
+        return await controller.login(**options)
 
     await contract.list_calls_are_rate_limited_with_retry_after(fresh, PROJECT)
 
@@ -64,6 +58,6 @@ async def test_revoked_token_on_the_fake() -> None:
     controller = FakeController()
 
     async def fresh(**options: Any) -> BoundaryClient:
-        return await login(controller, **options)
+        return await controller.login(**options)
 
     await contract.a_revoked_token_is_refused_with_403_and_found_dead(fresh, PROJECT)

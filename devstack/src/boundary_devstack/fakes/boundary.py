@@ -19,10 +19,16 @@ tests/e2e/test_boundary_contract.py):
   decodable authorization token;
 - a token that ended (revoked through auth-tokens, or by `expire_tokens`) is answered like an
   unknown caller: 403 PermissionDenied, as the real controller does, not 401;
-- roles keep their grant strings and principals (set-grants, set-principals; a role made in a
-  project grants in it, "this"); a change of a role's grants or principals invalidates the
-  resolvable-alias list tokens handed out before it (400, kind "invalid list token": "grants
-  have changed since list token was issued"), as the real controller's grants hash does;
+- roles start with `grant_scope_ids` ["this"] and no principals or grants; set-principals and
+  set-grants take the version and bump it, and answer a stale one with a 500 (not a 404, as
+  updates do); listings leave principals and grants out (reads carry them); a principal id of
+  no known kind answers 400 naming `principal_ids`, one that does not exist a 500
+  (UNKNOWN_PRINCIPAL); role, user and group names are unique per scope;
+- a change of a role's grants or principals invalidates the resolvable-alias list tokens handed
+  out before it (400, kind "invalid list token": "grants have changed since list token was
+  issued"), as the real controller's grants hash does;
+- users, groups (with set-members) and managed groups (`add_managed_group`, read only) are
+  listed recursively from a scope, as the principals the operator resolves;
 - json credentials keep their object, answer reads with an HMAC only, and are brokered to
   sessions as the object itself.
 Who may do what is not modelled: the fake's one user is the admin; grants are proven on the
@@ -57,8 +63,32 @@ NOT_FOUND = "Resource not found."
 ORG, PROJECT = "o_1234567890", "p_1234567890"
 AUTH_METHOD, LOGIN, PASSWORD = "ampw_1234567890", "admin", "password"
 USER = "u_1234567890"
+PRINCIPAL_PREFIXES = ("u_", "g_", "mgoidc_", "mgldap_")
+BUILT_IN_USERS = ("u_anon", "u_auth")
 
 JSON = dict[str, Any]
+LISTINGS_LEAVE_OUT = {
+    "targets": ("brokered_credential_source_ids",),
+    "roles": ("principal_ids", "grant_strings"),
+}
+SCOPED_LISTINGS = ("targets", "roles", "users", "groups")
+UNKNOWN_PRINCIPAL = (
+    500,
+    "Internal",
+    "Unable to set principals on role: iam.(Repository).SetPrincipalRoles: db.DoTx: "
+    "iam.(Repository).SetPrincipalRoles: unable to add users: db.CreateItems: insert or update on "
+    'table "iam_user_role" violates foreign key constraint "iam_user_role_principal_id_fkey": '
+    "integrity violation: error #1003.",
+)
+"""What the real controller (0.21.1, measured) answers set-principals naming a well-formed id
+that does not exist: its database's foreign key refusal, as a 500."""
+MEMBERSHIP_ACTIONS = {
+    "set-principals": ("role", "SetPrincipalRoles", "set principals on"),
+    "set-grants": ("role", "SetRoleGrants", "set grants on"),
+    "set-members": ("group", "SetGroupMembers", "set members on"),
+}
+"""Actions whose stale version the real controller answers with a 500 (measured), where an
+update's answers 404."""
 
 
 class Answer(Exception):
@@ -76,6 +106,25 @@ def _check_address(address: str) -> None:
             "Error in provided request.",
             {"address": "Address length must be between 3 and 255 characters."},
         )
+
+
+def _grants(grants: list[str]) -> list[str]:
+    """Grant strings as the controller checks their form: `key=value` segments of the known
+    keys, with actions (or output fields)."""
+    for grant in grants:
+        segments = dict(s.partition("=")[::2] for s in grant.split(";"))
+        if (
+            not grant
+            or set(segments) - {"ids", "type", "actions", "output_fields"}
+            or not (segments.get("actions") or segments.get("output_fields"))
+        ):
+            raise Answer(
+                400,
+                "InvalidArgument",
+                "Errors in provided fields.",
+                {"grant_strings": f"Improperly formatted grant {grant!r}."},
+            )
+    return list(grants)
 
 
 def _now() -> str:
@@ -134,6 +183,9 @@ class FakeController:
             ("credential-stores", "csst"),
             ("credentials", "credup"),
             ("roles", "r"),
+            ("users", "u"),
+            ("groups", "g"),
+            ("managed-groups", "mgoidc"),
         ):
             self._collections[name] = Collection(prefix)
 
@@ -143,6 +195,12 @@ class FakeController:
         """A real BoundaryClient whose network is this controller."""
         options.setdefault("backoff", 0.0)
         return BoundaryClient("http://fake-controller", transport=self.transport(), **options)
+
+    async def login(self, **options: Any) -> BoundaryClient:
+        """A client logged in as the admin, with a token of its own."""
+        client = self.client(**options)
+        await client.authenticate_password(AUTH_METHOD, LOGIN, PASSWORD)
+        return client
 
     def transport(self) -> httpx.MockTransport:
         return httpx.MockTransport(self.handle)
@@ -156,6 +214,13 @@ class FakeController:
 
     def objects(self, collection: str) -> dict[str, JSON]:
         return self._collections[collection].items
+
+    def add_managed_group(self, name: str, auth_method_id: str = "amoidc_1234567890") -> str:
+        """A managed group, as an OIDC auth method would fill it (the API cannot create one
+        here); its id."""
+        item = {"id": f"mgoidc_{next(self._ids)}", "version": 0, "name": name, "type": "oidc"}
+        item.update(auth_method_id=auth_method_id, description="")
+        return str(self._touch("managed-groups", item)["id"])
 
     @property
     def total_writes(self) -> int:
@@ -252,17 +317,23 @@ class FakeController:
                 "No valid fields included in the update mask.",
                 {"update_mask": "No valid paths provided in the update mask."},
             )
-        self._check_version(name, item, body)
+        self._check_version(name, item, body, action)
         if method == "PATCH":
             return 200, self._update(name, item, body)
         if action == "set-credential-sources":
             item["brokered_credential_source_ids"] = list(body["brokered_credential_source_ids"])
             return 200, self._touch(name, item)
-        if name == "roles" and action in ("set-grants", "set-principals"):
-            key = "grant_strings" if action == "set-grants" else "principal_ids"
-            item[key] = sorted(set(body.get(key) or []))
+        if name == "roles" and action == "set-principals":
+            item["principal_ids"] = self._principals(body.get("principal_ids") or [])
             self._grants_epoch += 1
-            return 200, self._public(self._touch(name, item))
+            return 200, self._touch(name, item)
+        if name == "roles" and action == "set-grants":
+            item["grant_strings"] = _grants(body.get("grant_strings") or [])
+            self._grants_epoch += 1
+            return 200, self._touch(name, item)
+        if name == "groups" and action == "set-members":
+            item["member_ids"] = list(body.get("member_ids") or [])
+            return 200, self._touch(name, item)
         raise Answer(400, "InvalidArgument", f"unsupported action {action!r}")
 
     # ------------------------------------------------------------------ objects
@@ -285,7 +356,16 @@ class FakeController:
                     return items[alias["destination_id"]]
         raise Answer(404, "NotFound", NOT_FOUND)
 
-    def _check_version(self, name: str, item: JSON, body: JSON) -> None:
+    def _check_version(self, name: str, item: JSON, body: JSON, action: str = "") -> None:
+        if body.get("version") != item["version"] and action in MEMBERSHIP_ACTIONS:
+            kind, method, doing = MEMBERSHIP_ACTIONS[action]
+            where = f"iam.(Repository).{method}"
+            raise Answer(
+                500,
+                "Internal",
+                f"Unable to {doing} {kind}: {where}: db.DoTx: {where}: updated {kind} and 0 rows "
+                "updated: search issue: error #1101.",
+            )
         if body.get("version") != item["version"]:
             kind = name.rstrip("s").replace("-", " ").capitalize()
             raise Answer(
@@ -342,6 +422,25 @@ class FakeController:
             created = self._touch(name, item)
             token = f"neslat_{next(self._ids)}fake"
             return {**created, "controller_generated_activation_token": token}
+        elif name in ("roles", "users", "groups"):
+            scope = self.scopes.get(body.get("scope_id", ""))
+            if scope is None:
+                raise Answer(404, "NotFound", NOT_FOUND)
+            if name == "users" and scope["type"] == "project":
+                raise Answer(
+                    400,
+                    "InvalidArgument",
+                    "Error in provided request.",
+                    {"scope_id": "Must be 'global' or a valid org scope id."},
+                )
+            self._unique(name, "name", body.get("name"), body["scope_id"])
+            item.update(scope_id=body["scope_id"])
+            if name == "roles":
+                item.update(grant_scope_ids=["this"], principal_ids=[], grant_strings=[])
+            if name == "groups":
+                item.update(member_ids=[])
+        elif name == "managed-groups":
+            raise Answer(400, "InvalidArgument", "only OIDC and LDAP auth methods make these")
         elif name == "credential-stores":
             item.update(scope_id=body["scope_id"], type="static")
         elif name == "credentials":
@@ -357,16 +456,6 @@ class FakeController:
                     attributes={"username": attributes.get("username", "")},
                     _password=attributes.get("password", ""),
                 )
-        elif name == "roles":
-            if body.get("scope_id") not in self.scopes:
-                raise Answer(404, "NotFound", NOT_FOUND)
-            self._unique(name, "name", body.get("name"), body["scope_id"])
-            item.update(
-                scope_id=body["scope_id"],
-                grant_strings=[],
-                principal_ids=[],
-                grant_scope_ids=["this"],
-            )
         return self._public(self._touch(name, item))
 
     def _update(self, name: str, item: JSON, body: JSON) -> JSON:
@@ -414,11 +503,28 @@ class FakeController:
     @classmethod
     def _listed(cls, name: str, item: JSON) -> JSON:
         """An item as a listing shows it: the real controller leaves a target's credential
-        sources out of listings (they are only on a read)."""
+        sources and a role's principals and grants out of listings (they are only on a read)."""
         public = cls._public(item)
-        if name == "targets":
-            public.pop("brokered_credential_source_ids", None)
+        for key in LISTINGS_LEAVE_OUT.get(name, ()):
+            public.pop(key, None)
         return public
+
+    def _principals(self, ids: list[str]) -> list[str]:
+        if any(not i.startswith(PRINCIPAL_PREFIXES) or len(i) < 4 for i in ids):
+            raise Answer(
+                400,
+                "InvalidArgument",
+                "Errors in provided fields.",
+                {"principal_ids": "Must only have valid user, group, and/or managed group ids."},
+            )
+        known = {
+            *BUILT_IN_USERS,
+            *(i for c in ("users", "groups", "managed-groups") for i in self.objects(c)),
+        }
+        unknown = [i for i in ids if i not in known]
+        if unknown:
+            raise Answer(*UNKNOWN_PRINCIPAL)
+        return sorted(set(ids))
 
     # ------------------------------------------------------------------ listings
 
@@ -458,10 +564,9 @@ class FakeController:
 
     def _matches(self, name: str, item: JSON, query: dict[str, str]) -> bool:
         scope = query.get("scope_id")
-        if name == "targets" and scope and scope != "global":
+        if name in SCOPED_LISTINGS and scope:
             recursive = query.get("recursive") == "true"
-            parents = {item["scope_id"], self.scopes.get(item["scope_id"], {}).get("scope_id")}
-            if scope not in parents or (scope != item["scope_id"] and not recursive):
+            if scope != item["scope_id"] and not (recursive and self._within(item, scope)):
                 return False
         expression = query.get("filter", "")
         match = re.fullmatch(r'"/item/(\w+)" matches "(.*)"', expression)
@@ -471,6 +576,14 @@ class FakeController:
         if match:
             return str(item.get(match.group(1), "")) == match.group(2)
         return not expression
+
+    def _within(self, item: JSON, ancestor: str) -> bool:
+        scope = self.scopes.get(item["scope_id"], {}).get("scope_id")
+        while scope:
+            if scope == ancestor:
+                return True
+            scope = self.scopes.get(scope, {}).get("scope_id")
+        return False
 
     def _scopes(self, scope_id: str, query: dict[str, str]) -> JSON:
         if scope_id:

@@ -7,6 +7,7 @@ Each scenario names its objects with `tag` so runs never meet, and cleans up aft
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import time
 from collections.abc import Awaitable, Callable
@@ -18,10 +19,11 @@ from boundary_api import (
     PermissionDenied,
     RateLimited,
     StaleVersion,
+    Unavailable,
 )
 from boundary_api.client import BoundaryClient
 from boundary_api.ports import BoundaryPort
-from boundary_devstack.fakes.boundary import UNIQUE
+from boundary_devstack.fakes.boundary import UNIQUE, UNKNOWN_PRINCIPAL
 from boundary_operator.kube import KubeError, KubeNotFound, KubePort
 
 Whoami = Callable[[str], Awaitable[str | None]]
@@ -213,45 +215,90 @@ async def credential_sources_are_on_reads_not_in_listings(
         await boundary.credential_stores.delete(store.id)
 
 
-async def roles_keep_grants_and_principals(boundary: BoundaryPort, project: str, tag: str) -> None:
-    """A role made in a project grants there ("this"); set-grants and set-principals replace
-    them and bump the version; a stale version is refused; names are unique per scope."""
-    token_id = boundary.token_id
-    assert token_id is not None
-    me = (await boundary.auth_tokens.read(token_id)).user_id
+async def roles_start_empty_and_take_principals_and_grants_by_version(
+    boundary: BoundaryClient, project: str, tag: str
+) -> None:
+    """What access by annotation relies on: a project role grants in its own project until told
+    otherwise, set-principals and set-grants replace and bump the version, listings leave
+    principals and grants out, and a principal that does not exist is refused."""
+    user = await boundary.users.create("global", name=f"{tag}-user")
+    group = await boundary.groups.create(project, name=f"{tag}-group")
     target = await boundary.targets.create_tcp(
-        project, f"{tag}-r", address="127.0.0.1", default_port=6443
+        project, f"{tag}-r", address="db.contract", default_port=1
     )
     role = await boundary.roles.create(project, name=f"{tag}-role", description="contract")
     try:
-        assert role.scope_id == project
-        assert role.grant_scope_ids == ["this"]
-        assert (role.grant_strings, role.principal_ids) == ([], [])
-        taken = await _raises(Conflict, boundary.roles.create(project, name=f"{tag}-role"))
-        assert isinstance(taken, Conflict)
-        assert taken.status == 400
+        assert (role.grant_scope_ids, role.principal_ids, role.grant_strings) == (["this"], [], [])
         grant = f"ids={target.id};actions=authorize-session,read"
         granted = await boundary.roles.set_grants(role.id, role.version, [grant])
-        assert granted.grant_strings == [grant]
-        assert granted.version == role.version + 1
+        assert (granted.version, granted.grant_strings) == (role.version + 1, [grant])
+        both = sorted([user.id, group.id])
+        assigned = await boundary.roles.set_principals(granted.id, granted.version, both)
+        assert (assigned.version, sorted(assigned.principal_ids)) == (granted.version + 1, both)
+        # A stale version answers 500 here, where an update's answers 404.
         stale = await _raises(
-            StaleVersion, boundary.roles.set_principals(role.id, role.version, [me])
+            Unavailable, boundary.roles.set_principals(role.id, granted.version, [])
         )
-        assert isinstance(stale, NotFound)
-        named = await boundary.roles.set_principals(role.id, granted.version, [me])
-        assert named.principal_ids == [me]
+        assert isinstance(stale, Unavailable)
+        assert (stale.status, stale.kind) == (500, "Internal")
+        assert "0 rows updated" in stale.message
         read = await boundary.roles.read(role.id)
-        assert (read.grant_strings, read.principal_ids, read.description) == (
-            [grant],
-            [me],
-            "contract",
+        assert (sorted(read.principal_ids), read.grant_strings) == (both, [grant])
+        (listed,) = [r for r in (await boundary.roles.list(project)).items if r.id == role.id]
+        assert (listed.version, listed.grant_scope_ids) == (assigned.version, ["this"])
+        assert (listed.principal_ids, listed.grant_strings) == ([], [])
+        malformed = await _raises(
+            InvalidArgument, boundary.roles.set_principals(role.id, assigned.version, ["x_1"])
         )
-        cleared = await boundary.roles.set_principals(role.id, read.version, [])
-        assert cleared.principal_ids == []
+        assert isinstance(malformed, InvalidArgument)
+        assert "principal_ids" in malformed.fields
+        unknown = await _raises(
+            Unavailable,
+            boundary.roles.set_principals(role.id, assigned.version, ["u_0000000000"]),
+        )
+        assert isinstance(unknown, Unavailable)
+        assert (unknown.status, unknown.kind) == UNKNOWN_PRINCIPAL[:2]
+        assert "foreign key" in unknown.message
+        taken = await _raises(Conflict, boundary.roles.create(project, name=f"{tag}-role"))
+        assert isinstance(taken, Conflict)
+        assert (taken.status, taken.message) == (400, UNIQUE)
     finally:
         await boundary.roles.delete(role.id)
         await boundary.targets.delete(target.id)
+        await boundary.groups.delete(group.id)
+        await boundary.users.delete(user.id)
     await _raises(NotFound, boundary.roles.read(role.id))
+    await _raises(NotFound, boundary.roles.delete(role.id))
+
+
+async def principals_are_listed_by_scope_and_name(
+    boundary: BoundaryClient, project: str, tag: str
+) -> None:
+    """Users (global or an org) and groups (any scope) listed recursively from global, with
+    their names and scopes, by list-token delta; unknown ids answer 404."""
+    org = (await boundary.scopes.read(project)).scope_id
+    user = await boundary.users.create(org, name=f"{tag}-ou")
+    group = await boundary.groups.create(project, name=f"{tag}-pg")
+    try:
+        users = await boundary.users.list("global", recursive=True)
+        groups = await boundary.groups.list("global", recursive=True)
+        assert (user.id, org, f"{tag}-ou") in {(u.id, u.scope_id, u.name) for u in users.items}
+        assert (group.id, project) in {(g.id, g.scope_id) for g in groups.items}
+        await boundary.groups.set_members(group.id, group.version, [user.id])
+        assert (await boundary.groups.read(group.id)).member_ids == [user.id]
+        await boundary.users.delete(user.id)
+        delta = await boundary.users.list("global", recursive=True, list_token=users.list_token)
+        assert user.id in delta.removed_ids
+        for missing in (
+            boundary.users.read("u_0000000000"),
+            boundary.groups.read("g_0000000000"),
+            boundary.managed_groups.read("mgoidc_0000000000"),
+        ):
+            await _raises(NotFound, missing)
+    finally:
+        await boundary.groups.delete(group.id)
+        with contextlib.suppress(NotFound):
+            await boundary.users.delete(user.id)
 
 
 async def a_grants_change_restarts_a_resolvable_alias_listing(
@@ -319,8 +366,9 @@ async def json_credentials_are_brokered_as_their_object(
 
 
 BOUNDARY_SCENARIOS = [
+    roles_start_empty_and_take_principals_and_grants_by_version,
+    principals_are_listed_by_scope_and_name,
     unique_names_answer_400_with_the_real_message,
-    roles_keep_grants_and_principals,
     a_grants_change_restarts_a_resolvable_alias_listing,
     json_credentials_are_brokered_as_their_object,
     credential_sources_are_on_reads_not_in_listings,
