@@ -108,6 +108,8 @@ class World:
 async def world() -> AsyncIterator[World]:
     controller, kube, clock = FakeController(), FakeKube(), Clock()
     kube.now = clock
+    # Boundary refuses principals that do not exist: these do.
+    controller.add_principals("u_ro12345", "g_sre1234", "u_other123")
     boundary = controller.client()
     await boundary.authenticate_password(AUTH_METHOD, LOGIN, PASSWORD)
     kube.put(
@@ -279,6 +281,19 @@ async def test_spec_changes_follow(world: World) -> None:
     cluster = world.kube.objects[("ClusterRoleBinding", None, "boundary-access:team-a:ro")]
     assert cluster["metadata"]["annotations"][builders.OWNER_UID_ANNOTATION] == UID
     assert world.condition("Ready")["status"] == "True"
+
+
+async def test_a_principal_that_does_not_exist_is_a_spec_problem_not_an_outage(
+    world: World,
+) -> None:
+    """The controller answers such an id with a 500 (its database's foreign key refusal): the
+    resource says which field is wrong instead of retrying an outage."""
+    world.body["spec"]["principals"] = {"users": ["u_nobody999"]}
+    await world.reconcile()
+    ready = world.condition("Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "InvalidPrincipals")
+    assert ready["message"].startswith("spec.principals: ")
+    assert world.one("roles")["principal_ids"] == []
 
 
 async def test_what_is_not_ours_is_left_alone_and_reported(world: World) -> None:

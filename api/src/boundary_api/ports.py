@@ -160,6 +160,7 @@ class ScopedPort(Protocol[Listed]):
         scope_id: str = ...,
         *,
         recursive: bool = ...,
+        filter: str = ...,
         list_token: str | None = ...,
         page_size: int | None = ...,
     ) -> Listing[Listed]: ...

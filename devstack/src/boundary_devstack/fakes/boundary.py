@@ -222,6 +222,17 @@ class FakeController:
         item.update(auth_method_id=auth_method_id, description="")
         return str(self._touch("managed-groups", item)["id"])
 
+    def add_principals(self, *ids: str) -> None:
+        """Users (u_...) and groups (g_...) with exactly these ids, in global, as if made
+        elsewhere: tests name their principals in specs they write beforehand."""
+        for principal_id in ids:
+            collection = "groups" if principal_id.startswith("g_") else "users"
+            item = {"id": principal_id, "version": 0, "name": "", "description": ""}
+            item["scope_id"] = "global"
+            if collection == "groups":
+                item["member_ids"] = []
+            self._touch(collection, item)
+
     @property
     def total_writes(self) -> int:
         return sum(self.writes.values())
@@ -519,6 +530,7 @@ class FakeController:
             )
         known = {
             *BUILT_IN_USERS,
+            USER,
             *(i for c in ("users", "groups", "managed-groups") for i in self.objects(c)),
         }
         unknown = [i for i in ids if i not in known]

@@ -244,6 +244,7 @@ async def roles_start_empty_and_take_principals_and_grants_by_version(
         assert "0 rows updated" in stale.message
         read = await boundary.roles.read(role.id)
         assert (sorted(read.principal_ids), read.grant_strings) == (both, [grant])
+        assert read.description == "contract"
         (listed,) = [r for r in (await boundary.roles.list(project)).items if r.id == role.id]
         assert (listed.version, listed.grant_scope_ids) == (assigned.version, ["this"])
         assert (listed.principal_ids, listed.grant_strings) == ([], [])
@@ -262,6 +263,9 @@ async def roles_start_empty_and_take_principals_and_grants_by_version(
         taken = await _raises(Conflict, boundary.roles.create(project, name=f"{tag}-role"))
         assert isinstance(taken, Conflict)
         assert (taken.status, taken.message) == (400, UNIQUE)
+        # The refusals changed nothing; an empty list takes every principal away.
+        cleared = await boundary.roles.set_principals(role.id, assigned.version, [])
+        assert (cleared.version, cleared.principal_ids) == (assigned.version + 1, [])
     finally:
         await boundary.roles.delete(role.id)
         await boundary.targets.delete(target.id)

@@ -17,7 +17,16 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from boundary_api import Alias, Conflict, Credential, InvalidArgument, NotFound, Role, Target
+from boundary_api import (
+    Alias,
+    Conflict,
+    Credential,
+    InvalidArgument,
+    NotFound,
+    Role,
+    Target,
+    Unavailable,
+)
 from boundary_api.ports import BoundaryPort
 from boundary_operator import naming
 from boundary_operator.conditions import Condition
@@ -599,6 +608,18 @@ class KubeAccessService:
                     "Ready",
                     "InvalidPrincipals",
                     f"spec.principals: Boundary refused them: {exc.message}",
+                )
+                return current
+            except Unavailable as exc:
+                # The controller answers an id of the right form that names no principal with
+                # a 500 from its database's foreign key (measured on 0.21.1): the spec's fault,
+                # not an outage to retry.
+                if "foreign key" not in exc.message:
+                    raise
+                result.problem(
+                    "Ready",
+                    "InvalidPrincipals",
+                    "spec.principals: one of them is no Boundary user, group or managed group",
                 )
                 return current
             result.events.append(
