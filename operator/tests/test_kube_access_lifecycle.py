@@ -282,6 +282,30 @@ async def test_spec_changes_follow(world: World) -> None:
     assert cluster["metadata"]["annotations"][builders.OWNER_UID_ANNOTATION] == UID
     assert world.condition("Ready")["status"] == "True"
 
+    spec["clusterWide"] = False
+    await world.reconcile()
+    assert ("ClusterRoleBinding", None, "boundary-access:team-a:ro") not in world.kube.objects
+    assert ("RoleBinding", NAMESPACE, "ro-boundary-access") in world.kube.objects
+
+
+async def test_a_namespaced_access_never_reads_cluster_role_bindings(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without kubernetesAccess.clusterWide the chart grants no access to them at all."""
+    kinds: list[str] = []
+    get = world.kube.get
+
+    async def spying(kind: str, namespace: str | None, name: str) -> Any:
+        kinds.append(kind)
+        return await get(kind, namespace, name)
+
+    monkeypatch.setattr(world.kube, "get", spying)
+    await world.reconcile()
+    await world.reconcile()
+    await world.service().finalize(world.body)
+    assert "RoleBinding" in kinds
+    assert "ClusterRoleBinding" not in kinds
+
 
 async def test_a_principal_that_does_not_exist_is_a_spec_problem_not_an_outage(
     world: World,

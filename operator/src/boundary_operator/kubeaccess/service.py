@@ -160,7 +160,7 @@ class KubeAccessService:
     ) -> None:
         status = body.get("status") or {}
         account = await self._ensure_owned(ctx, builders.build_service_account(ctx))
-        await self._ensure_binding(ctx, result)
+        await self._ensure_binding(ctx, result, status)
         authority = await self._certificate_authority(ctx)
         if authority is None:
             message = (
@@ -250,9 +250,11 @@ class KubeAccessService:
             return f"ClusterRoleBinding {ctx.cluster_role_binding}"
         return f"RoleBinding {ctx.namespace}/{ctx.role_binding}"
 
-    async def _ensure_binding(self, ctx: AccessContext, result: AccessResult) -> None:
-        """The binding the spec asks for; the other kind, if we made one before, goes. A
-        binding's roleRef cannot change: a new role means a new binding."""
+    async def _ensure_binding(
+        self, ctx: AccessContext, result: AccessResult, status: dict[str, Any]
+    ) -> None:
+        """The binding the spec asks for; the other kind, if the status says we made one,
+        goes. A binding's roleRef cannot change: a new role means a new binding."""
         desired = builders.build_binding(ctx)
         kind, namespace = desired["kind"], desired["metadata"].get("namespace")
         live = await self.kube.get(kind, namespace, desired["metadata"]["name"])
@@ -276,7 +278,10 @@ class KubeAccessService:
             if ctx.spec.cluster_wide
             else ("ClusterRoleBinding", None, ctx.cluster_role_binding)
         )
-        await self._delete_owned(ctx, *other)
+        # Only where one was made: without kubernetesAccess.clusterWide the chart grants no
+        # access to ClusterRoleBindings at all, not even to read one.
+        if _made_binding(status, other[0]):
+            await self._delete_owned(ctx, *other)
 
     async def _delete_owned(
         self, ctx: AccessNames, kind: str, namespace: str | None, name: str
@@ -698,8 +703,15 @@ class KubeAccessService:
         serial = max(state.serial if state else 0, int(status.get("tokenSerial") or 0))
         await self._delete_owned(names, "ServiceAccount", names.namespace, names.service_account)
         await self._delete_owned(names, "RoleBinding", names.namespace, names.role_binding)
-        await self._delete_owned(names, "ClusterRoleBinding", None, names.cluster_role_binding)
+        cluster_wide = bool((body.get("spec") or {}).get("clusterWide"))
+        if cluster_wide or _made_binding(status, "ClusterRoleBinding"):
+            await self._delete_owned(names, "ClusterRoleBinding", None, names.cluster_role_binding)
         # The current token's Secret and the one before (maybe still in its grace); older ones
         # are gone already, and the garbage collector follows the owner references anyway.
         for number in range(max(1, serial - 1), serial + 1):
             await self._delete_owned(names, "Secret", names.namespace, names.bound_secret(number))
+
+
+def _made_binding(status: dict[str, Any], kind: str) -> bool:
+    """Whether the status (its `binding`, "<kind> <name>") says a binding of `kind` was made."""
+    return str(status.get("binding") or "").split(" ", 1)[0] == kind
