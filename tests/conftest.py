@@ -49,6 +49,7 @@ def crds(kubectl: Kubectl) -> None:
         "--for=condition=Established",
         "--timeout=60s",
         "crd/boundarypkiworkers.workers.boundaryproject.io",
+        "crd/boundarykubernetesaccesses.workers.boundaryproject.io",
     )
 
 

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The install journey on a real cluster: a kind cluster, both images built from
 # images/Containerfile and loaded into it, the chart installed with the operator image, and
-# examples/ applied (the worker, the two Services and their backends), until the worker is
-# Ready and both Services are published. A user runs it as it is; the project's tests
-# (tests/kind) run the same script, giving it the offline node image and base images they built.
+# examples/ applied (the worker, the two Services and their backends, a Kubernetes access),
+# until the worker and the access are Ready and both Services are published. A user runs it as
+# it is; the project's tests (tests/kind) run the same script, giving it the offline node image
+# and base images they built.
 #
 #   tools/e2e-kind.sh up      create (or reuse) the cluster and install everything
 #   tools/e2e-kind.sh down    delete the cluster
@@ -124,6 +125,7 @@ up() {
   done
 
   k -n demo wait --for=condition=Ready boundarypkiworker/edge --timeout=300s >/dev/null
+  k -n demo wait --for=condition=Ready boundarykubernetesaccess/viewers --timeout=120s >/dev/null
   k -n demo rollout status deployment/web deployment/db --timeout=300s >/dev/null
   local service
   for service in web db; do

@@ -45,6 +45,15 @@ async def test_field_ownership_on_the_fake() -> None:
     await contract.apply_owns_fields_per_manager(kube, kube.as_manager("other"), "contract", "fake")
 
 
+async def test_bound_tokens_on_the_fake() -> None:
+    kube = FakeKube()
+
+    async def who(token: str) -> str | None:
+        return kube.authenticate(token)
+
+    await contract.tokens_bound_to_a_secret_die_with_it(kube, who, "contract", "fake")
+
+
 async def test_revoked_token_on_the_fake() -> None:
     controller = FakeController()
 

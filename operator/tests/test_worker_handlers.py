@@ -5,9 +5,7 @@ failure becomes a condition, a Warning and a retry with backoff."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime
-from collections.abc import Iterator
 from typing import Any, cast
 
 import kopf
@@ -18,6 +16,7 @@ from boundary_api import BoundaryClient
 from boundary_api.ports import BoundaryPort
 from boundary_devstack.fakes import FakeController, FakeKube
 from boundary_devstack.fakes.boundary import AUTH_METHOD, LOGIN, PASSWORD
+from boundary_devstack.kopf_events import kopf_events
 from boundary_operator.runtime import Runtime
 from boundary_operator.settings import OperatorSettings
 from boundary_operator.workers import handlers
@@ -35,23 +34,6 @@ BODY = {
     "metadata": {"name": "edge", "namespace": "ns", "uid": "u-1", "generation": 1},
     "spec": {"registration": {"initialUpstreams": ["controller:9201"]}},
 }
-
-
-@contextlib.contextmanager
-def kopf_events() -> Iterator[asyncio.Queue[posting.K8sEvent]]:
-    """kopf's Event queue, as the running operator sets it up (in the test's own task)."""
-    queue: asyncio.Queue[posting.K8sEvent] = asyncio.Queue()
-    tokens = (
-        posting.event_queue_var.set(queue),
-        posting.event_queue_loop_var.set(asyncio.get_running_loop()),
-        posting.settings_var.set(kopf.OperatorSettings()),
-    )
-    try:
-        yield queue
-    finally:
-        posting.settings_var.reset(tokens[2])
-        posting.event_queue_loop_var.reset(tokens[1])
-        posting.event_queue_var.reset(tokens[0])
 
 
 def runtime_on(controller: FakeController, kube: FakeKube) -> Runtime:

@@ -1,8 +1,9 @@
 """The chart's RBAC is the least that works: with every permission the scenario passes, and with
 any single verb of any rule taken away it fails (a Forbidden in the operator's log, or the
 scenario not finishing). The scenario uses what the operator is for: a BoundaryPKIWorker
-registered, re-registered (its pod restarted) and torn down, and a Service with brokered
-credentials published; by an operator that has to win its leader election Lease first.
+registered, re-registered (its pod restarted) and torn down, a Service with brokered
+credentials published, and a BoundaryKubernetesAccess made ready, its token rotated (the old one
+revoked at once) and removed; by an operator that has to win its leader election Lease first.
 
 `make test-chaos` removes every verb in turn; `make test` removes every verb of the Lease's
 rules and a fixed sample of the others."""
@@ -31,6 +32,7 @@ from boundary_devstack.stack import StackEnv
 
 SCENARIO_SECONDS = 60
 REREGISTER = "workers.boundaryproject.io/reregister"
+ROTATE = "workers.boundaryproject.io/rotate-token"
 
 
 Rules = list[dict[str, Any]]
@@ -124,6 +126,14 @@ def _scenario_finishes(kubectl: Kubectl, namespace: str, log: Path, since: int) 
             if step == "worker registered" and _registered(kubectl, namespace):
                 step = "service published"
             if step == "service published" and _published(kubectl, namespace):
+                step = "access ready"
+            if step == "access ready" and _access_ready(kubectl, namespace):
+                kubectl("annotate", "bka", "viewers", "-n", namespace, f"{ROTATE}=now")
+                step = "access token rotated"
+            if step == "access token rotated" and _access_rotated(kubectl, namespace):
+                kubectl("delete", "bka", "viewers", "-n", namespace, "--wait=false")
+                step = "access removed"
+            if step == "access removed" and not kubectl.get_json("bka", "-n", namespace)["items"]:
                 kubectl("annotate", "bpw", "edge", "-n", namespace, f"{REREGISTER}=0")
                 step = "worker re-registered"
             if step == "worker re-registered" and not _reregistering(kubectl, namespace):
@@ -146,6 +156,18 @@ def _registered(kubectl: Kubectl, namespace: str) -> bool:
 def _reregistering(kubectl: Kubectl, namespace: str) -> bool:
     annotations = kubectl.get_json("bpw", "edge", "-n", namespace)["metadata"].get("annotations")
     return REREGISTER in (annotations or {})
+
+
+def _access_ready(kubectl: Kubectl, namespace: str) -> bool:
+    status = kubectl.get_json("bka", "viewers", "-n", namespace).get("status") or {}
+    conditions = {c["type"]: c["status"] for c in status.get("conditions") or []}
+    return conditions.get("Ready") == "True"
+
+
+def _access_rotated(kubectl: Kubectl, namespace: str) -> bool:
+    access = kubectl.get_json("bka", "viewers", "-n", namespace)
+    serial = (access.get("status") or {}).get("tokenSerial")
+    return serial == 2 and ROTATE not in (access["metadata"].get("annotations") or {})
 
 
 def _published(kubectl: Kubectl, namespace: str) -> bool:
@@ -181,6 +203,17 @@ def _objects(namespace: str, upstream: str) -> list[dict[str, Any]]:
                 },
             },
             "spec": {"ports": [{"name": "postgres", "port": 5432}]},
+        },
+        {
+            "apiVersion": "workers.boundaryproject.io/v1alpha1",
+            "kind": "BoundaryKubernetesAccess",
+            "metadata": {"name": "viewers", "namespace": namespace},
+            "spec": {
+                "alias": f"viewers.{namespace}.kube",
+                "roleRef": {"kind": "ClusterRole", "name": "view"},
+                "principals": {"users": ["u_1234567890"]},
+                "worker": {"name": "edge"},
+            },
         },
     ]
 

@@ -4,8 +4,12 @@ cannot drift from the real programs."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import subprocess
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -83,3 +87,43 @@ async def test_field_ownership_on_the_real_apiserver(kube: KubeClient, stack_env
         await contract.apply_owns_fields_per_manager(kube, other, NAMESPACE, uuid.uuid4().hex[:8])
     finally:
         await other.aclose()
+
+
+async def test_bound_tokens_on_the_real_apiserver(
+    kube: KubeClient, kubectl: Kubectl, tmp_path: Path
+) -> None:
+    cluster = json.loads(kubectl("config", "view", "--raw", "--minify", "-o", "json"))["clusters"][
+        0
+    ]
+
+    async def who(token: str) -> str | None:
+        """kubectl auth whoami with only this token."""
+        config = tmp_path / "token.kubeconfig"
+        config.write_text(
+            json.dumps(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "clusters": [{"name": "c", "cluster": cluster["cluster"]}],
+                    "users": [{"name": "u", "user": {"token": token}}],
+                    "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+                    "current-context": "c",
+                }
+            )
+        )
+        config.chmod(0o600)
+        answer = await asyncio.to_thread(
+            subprocess.run,
+            [kubectl.binary, "--kubeconfig", str(config), "auth", "whoami", "-o", "json"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        if answer.returncode != 0:
+            assert "Unauthorized" in answer.stderr or "logged in" in answer.stderr, answer.stderr
+            return None
+        username: str = json.loads(answer.stdout)["status"]["userInfo"]["username"]
+        return username
+
+    await contract.tokens_bound_to_a_secret_die_with_it(kube, who, NAMESPACE, uuid.uuid4().hex[:8])

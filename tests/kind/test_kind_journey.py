@@ -7,6 +7,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -23,8 +24,16 @@ from kind_harness import (
 from laptop import CHECKOUT, UPLINK_NAME, USER, Laptop, readme_steps, with_values
 
 from boundary_devstack import through_agent
-from boundary_devstack.agent_process import LocalAgent
+from boundary_devstack.agent_process import AGENT_CLI, LocalAgent, local_agent
 from boundary_devstack.clients import BoundaryCLI, CommandFailed
+from boundary_devstack.kube_access import (
+    BoundaryUser,
+    OSUser,
+    create_boundary_user,
+    free_loopback_for_dns,
+    only_granted_sessions,
+    sessions_of,
+)
 from boundary_devstack.stack import StackEnv, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -33,6 +42,8 @@ BOUNDARY_VERSION = re.search(
 )
 OPERATOR = "app.kubernetes.io/name=boundary-worker,app.kubernetes.io/instance=boundary-worker"
 WEB, DB = "web.demo.boundary", "db.demo.boundary"
+KUBE = "kube.demo.boundary"
+ROTATE = "workers.boundaryproject.io/rotate-token"
 
 
 def worker_status(cluster: KindCluster) -> dict[str, Any]:
@@ -460,6 +471,112 @@ def test_the_standby_takes_over_from_a_deleted_leader_without_writes(
     assert warnings_after == warnings_before
     (replacement,) = set(operator_pods(kind_cluster)) - {new}
     assert health(kind_cluster, replacement) == "ok: standby"
+
+
+def access_status(cluster: KindCluster) -> dict[str, Any]:
+    try:
+        found = cluster.kubectl.get_json("bka", "viewers", "-n", "demo")
+    except CommandFailed:
+        return {}
+    status: dict[str, Any] = found.get("status") or {}
+    return status
+
+
+def test_kubectl_through_boundary_reaches_the_apiserver_at_kubernetes_default_svc(
+    kind_cluster: KindCluster, boundary_cli: BoundaryCLI, stack_env: StackEnv, tmp_path: Path
+) -> None:
+    """examples/50-kubernetes-access.yaml: kubectl from the host through the alias, the agent, a
+    Boundary session and the worker pod to kubernetes.default.svc:443; each use a session of
+    that user; an outsider refused; a forced rotation; the resource deleted."""
+    kubectl = kind_cluster.kubectl
+    assert wait_for(lambda: condition(access_status(kind_cluster), "Ready") == "True", 120), (
+        access_status(kind_cluster)
+    )
+    status = access_status(kind_cluster)
+    target = boundary_cli("targets", "read", "-id", status["targetId"])["item"]
+    assert (target["address"], target["attributes"]["default_port"]) == (
+        "kubernetes.default.svc",
+        443,
+    )
+    env = stack_env.values
+    admin = BoundaryUser(env["BOUNDARY_LOGIN_NAME"], env["BOUNDARY_PASSWORD"], "u_1234567890")
+    kubectl_bin = kubectl.binary
+    with only_granted_sessions(boundary_cli):
+        outsider = create_boundary_user(
+            boundary_cli, env["BOUNDARY_AUTH_METHOD_ID"], f"outsider-{CLUSTER}"
+        )
+        agent = local_agent(tmp_path / "agent", free_loopback_for_dns(), dns_port=53)
+        agent.start()
+        try:
+            me = OSUser.make("bkkindadmin", tmp_path / "homes")
+            me.login(agent, env["BOUNDARY_ADDR"], env["BOUNDARY_AUTH_METHOD_ID"], admin)
+            them = OSUser.make("bkkindout", tmp_path / "homes")
+            them.login(agent, env["BOUNDARY_ADDR"], env["BOUNDARY_AUTH_METHOD_ID"], outsider)
+            written = me.kubeconfig(agent)
+            assert written.returncode == 0, written.stderr
+            assert f"context boundary-{KUBE}: https://{KUBE}, namespace demo" in written.stdout
+            context = f"--context=boundary-{KUBE}"
+
+            before = sessions_of(boundary_cli, env["BOUNDARY_PROJECT_ID"], target["id"])
+            pods = me.kubectl(agent, kubectl_bin, context, "get", "pods", "-o", "name")
+            assert pods.returncode == 0, pods.stderr + agent.process.log_tail(20)
+            assert "pod/edge-0" in pods.stdout.split()
+            added = {
+                s: u
+                for s, u in sessions_of(
+                    boundary_cli, env["BOUNDARY_PROJECT_ID"], target["id"]
+                ).items()
+                if s not in before
+            }
+            assert list(added.values()) == [admin.user_id]
+            may = me.kubectl(agent, kubectl_bin, context, "auth", "can-i", "create", "pods")
+            assert (may.returncode, may.stdout.strip()) == (1, "no"), may.stderr
+            refused = them.run(agent, *AGENT_CLI, "kube-credential", KUBE)
+            assert f"Boundary refused a session to {KUBE} for your user" in refused.stderr
+
+            old = me.kube_credential(agent, KUBE)["status"]["token"]
+            serial = status["tokenSerial"]
+            kubectl("annotate", "bka", "viewers", "-n", "demo", f"{ROTATE}=now")
+            assert wait_for(
+                lambda: access_status(kind_cluster).get("tokenSerial") == serial + 1, 60
+            )
+            again = me.kubectl(agent, kubectl_bin, context, "get", "pods")
+            assert again.returncode == 0, again.stderr
+            assert wait_for(lambda: not token_works(kind_cluster, old), 30)
+
+            kubectl("delete", "bka", "viewers", "-n", "demo", "--timeout=60s", timeout=90)
+            for kind, name in (
+                ("serviceaccount", "viewers-boundary-access"),
+                ("rolebinding", "viewers-boundary-access"),
+            ):
+                assert name not in kubectl("get", kind, "-n", "demo", "-o", "name")
+            for kind, key in (("targets", "targetId"), ("roles", "roleId")):
+                with pytest.raises(CommandFailed):
+                    boundary_cli(kind, "read", "-id", status[key])
+            time.sleep(5)  # the agent's next alias refresh
+            gone = me.kubectl(agent, kubectl_bin, context, "get", "pods")
+            assert f"{KUBE} is not among the aliases your Boundary user may use" in gone.stderr
+        finally:
+            agent.stop()
+            boundary_cli("users", "delete", "-id", outsider.user_id)
+
+
+def token_works(cluster: KindCluster, token: str) -> bool:
+    """Whether the kind apiserver takes this bearer token (asked directly, not via Boundary)."""
+    config = json.loads(cluster.kubectl("config", "view", "--raw", "--minify", "-o", "json"))
+    config["users"] = [{"name": "token", "user": {"token": token}}]
+    config["contexts"][0]["context"]["user"] = "token"
+    path = cluster.kubeconfig.with_name("token.kubeconfig")
+    path.write_text(json.dumps(config))
+    path.chmod(0o600)
+    answer = subprocess.run(
+        [cluster.kubectl.binary, "--kubeconfig", str(path), "get", "pods", "-n", "demo"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    return answer.returncode == 0
 
 
 def test_scaling_down_deregisters_the_removed_worker(

@@ -16,7 +16,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from boundary_agent import memory
+from boundary_agent import kube, memory
 from boundary_agent.config import AgentConfig, ConfigError, join_host_port, load_config
 from boundary_agent.daemon import Agent
 from boundary_agent.dns import DNSListenError
@@ -160,6 +160,74 @@ def _print_sessions(sessions: dict[str, Any]) -> None:
             print("  Credential:        " + ", ".join(f"{k}={v}" for k, v in values.items()))
 
 
+def _kube_credential(args: argparse.Namespace, port: int) -> int:
+    """kubectl's exec credential plugin: an ExecCredential on stdout; on failure one line on
+    stderr (kubectl shows it) and exit 1."""
+    answer = _call(port, "POST", "kube-credential", {"alias": args.alias})
+    print(json.dumps(kube.exec_credential(answer)))
+    return 0
+
+
+def _plugin_command(args: argparse.Namespace) -> tuple[list[str], list[str]]:
+    """How kubectl runs this program as its credential plugin: the boundary-agent script if
+    that is what runs, else this interpreter with the module; and the options of the
+    subcommand: the control port when it was given (a flag or the variable) rather than read
+    from the default config."""
+    program = Path(sys.argv[0])
+    if program.name == "boundary-agent" and program.is_file():
+        command = [str(program.resolve())]
+    else:
+        command = [sys.executable, "-m", "boundary_agent.cli"]
+    port = args.client_agent_port or os.environ.get(PORT_VARIABLE)
+    if port:
+        return command, ["-client-agent-port", str(port)]
+    if args.config is not None:
+        return command, ["-config", str(args.config.resolve())]
+    return command, []
+
+
+def _kubeconfig_path(args: argparse.Namespace) -> Path:
+    """Where contexts are merged: -kubeconfig, else the first file of KUBECONFIG, else
+    ~/.kube/config (where kubectl itself writes)."""
+    if args.kubeconfig:
+        return Path(args.kubeconfig)
+    listed = [p for p in os.environ.get("KUBECONFIG", "").split(os.pathsep) if p]
+    return Path(listed[0]) if listed else Path.home() / ".kube" / "config"
+
+
+def _kubeconfig(args: argparse.Namespace, port: int) -> int:
+    import yaml  # only this command reads and writes YAML; the daemon never loads it
+
+    contexts = _call(port, "POST", "kube-contexts").get("items") or []
+    usable = [c for c in contexts if "error" not in c]
+    # An alias the user resolves but may not open (a read grant without authorize-session)
+    # gets no context; saying why is enough.
+    for failed in (c for c in contexts if "error" in c):
+        print(f"{failed['alias']}: {failed['error']}", file=sys.stderr)
+    if not usable:
+        print("No Kubernetes access alias for your login; the kubeconfig is unchanged.")
+        return 0 if not contexts else 1
+    path = _kubeconfig_path(args)
+    try:
+        current = yaml.safe_load(path.read_text()) if path.exists() else {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise SystemExit(f"boundary-agent kubeconfig: cannot read {path}: {exc}") from None
+    if current is not None and not isinstance(current, dict):
+        raise SystemExit(f"boundary-agent kubeconfig: {path} is not a kubeconfig")
+    merged = kube.merge_kubeconfig(current or {}, usable, *_plugin_command(args))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.boundary-agent")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        yaml.safe_dump(merged, handle, sort_keys=False)
+    temporary.replace(path)
+    for context in usable:
+        namespace = f", namespace {context['namespace']}" if context.get("namespace") else ""
+        print(f"context {kube.CONTEXT_PREFIX}{context['alias']}: {context['server']}{namespace}")
+    print(f"Merged into {path}; use: kubectl --context {kube.CONTEXT_PREFIX}<alias> ...")
+    return 0
+
+
 def _login(args: argparse.Namespace, port: int) -> int:
     token = os.environ.get("BOUNDARY_TOKEN", "")
     if not token and args.auth_method_id:
@@ -194,7 +262,23 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("-config", "--config", type=Path)
     clients = [sub.add_parser(name) for name in ("status", "sessions", "pause", "resume")]
     login = sub.add_parser("login", help="hand the agent a token (password, env or stdin)")
-    for client in [*clients, login]:
+    kubeconfig = sub.add_parser(
+        "kubeconfig",
+        help="merge a kubectl context for each Kubernetes access alias you may use into your "
+        "kubeconfig",
+    )
+    kubeconfig.add_argument(
+        "-kubeconfig",
+        "--kubeconfig",
+        help="the file to merge into (default: the first of KUBECONFIG, else ~/.kube/config)",
+    )
+    kube_credential = sub.add_parser(
+        "kube-credential",
+        help="kubectl's exec credential plugin: a session to ALIAS and its token, as an "
+        "ExecCredential",
+    )
+    kube_credential.add_argument("alias")
+    for client in [*clients, login, kubeconfig, kube_credential]:
         client.add_argument(
             "-config",
             "--config",
@@ -237,6 +321,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Agent {args.command}d.")
     elif args.command == "login":
         return _login(args, port)
+    elif args.command == "kubeconfig":
+        return _kubeconfig(args, port)
+    elif args.command == "kube-credential":
+        return _kube_credential(args, port)
     return 0
 
 

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 import h11
 
-from boundary_agent import VERSION
+from boundary_agent import VERSION, kube
 from boundary_agent.config import join_host_port
 from boundary_agent.peers import peer_uid
 from boundary_api import BoundaryError
@@ -128,6 +128,8 @@ class ControlAPI:
             "/v1/pause": ("POST", self._pause),
             "/v1/resume": ("POST", self._resume),
             "/v1/tokens": ("POST", self._tokens),
+            "/v1/kube-credential": ("POST", self._kube_credential),
+            "/v1/kube-contexts": ("POST", self._kube_contexts),
         }
         self._servers: list[asyncio.Server] = []
         self._refusals = _RefusalLog()
@@ -216,6 +218,30 @@ class ControlAPI:
             return _error(400, "InvalidArgument", f"token not accepted: {exc}")
         return Response(200, {})
 
+    async def _kube_credential(self, uid: int | None, body: bytes) -> Response:
+        """A fresh session to a Kubernetes access alias for the caller, and its token: what
+        `boundary-agent kube-credential` hands kubectl."""
+        try:
+            payload = json.loads(body or b"{}")
+        except ValueError:
+            return _error(400, "InvalidArgument", "the body is not JSON")
+        alias = payload.get("alias") if isinstance(payload, dict) else None
+        if not isinstance(alias, str) or not alias:
+            return _error(400, "InvalidArgument", "alias: a non-empty string is required")
+        try:
+            credential = await kube.kube_credential(self.agent, uid, alias)
+        except kube.KubeAccessError as exc:
+            return _error(exc.status, _status_kind(exc.status), str(exc))
+        return Response(200, credential.answer(datetime.datetime.now(datetime.UTC)))
+
+    async def _kube_contexts(self, uid: int | None, body: bytes) -> Response:
+        """What a kubeconfig needs for each of the caller's Kubernetes access aliases."""
+        try:
+            contexts = await kube.kube_contexts(self.agent, uid)
+        except kube.KubeAccessError as exc:
+            return _error(exc.status, _status_kind(exc.status), str(exc))
+        return Response(200, {"items": contexts})
+
     # ------------------------------------------------------------------ server
 
     async def start(self, port: int) -> None:
@@ -283,6 +309,12 @@ class ControlAPI:
 
 def _kind(status: int) -> str:
     return "PermissionDenied" if status == 403 else "InvalidArgument"
+
+
+def _status_kind(status: int) -> str:
+    """The controller's error kind for an HTTP status, as the official CLI prints them."""
+    kinds = {401: "Unauthenticated", 403: "PermissionDenied", 404: "NotFound"}
+    return kinds.get(status, "InvalidArgument" if status < 500 else "Unavailable")
 
 
 def _request(head: h11.Request) -> ControlRequest:

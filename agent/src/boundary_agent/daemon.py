@@ -23,6 +23,7 @@ from boundary_agent.config import AgentConfig
 from boundary_agent.control import ControlAPI
 from boundary_agent.dns import DNSServer, LocalAddresses, Resolver
 from boundary_agent.health import Health
+from boundary_agent.kube import CREDENTIAL_KIND, is_kubernetes_target
 from boundary_agent.logins import LoginStore
 from boundary_agent.peers import peer_uid
 from boundary_agent.resolver import ResolverIntegration, forward_upstreams
@@ -52,6 +53,8 @@ class Agent:
         self.listeners = Listeners(config, self._serve)
         self.ports: dict[str, int] = {}
         """Alias -> the target's port, once learnt."""
+        self.kubernetes: set[str] = set()
+        """Aliases learnt to be Kubernetes accesses (boundary_agent.kube), with their port."""
         self._tasks: list[asyncio.Task[None]] = []
         self.resolver = Resolver(self.lookup, forward_upstreams(config), config.dns_request_timeout)
         self.dns = DNSServer(self.resolver, config.listen_addresses())
@@ -140,7 +143,7 @@ class Agent:
             if changed:
                 self.resolver.forget_answers()
             for alias in user.aliases.values():
-                await self._ensure_listener(user, alias)
+                await self.ensure_listener(user, alias)
             if changed:
                 # Once the new aliases answer: what resolved asked in between went upstream.
                 self.system_resolver.flush_caches()
@@ -169,6 +172,8 @@ class Agent:
         try:
             target = await user.client.targets.read(alias.destination_id)
             port = target.default_port
+            if is_kubernetes_target(target.description):
+                self.kubernetes.add(alias.value)
         except (PermissionDenied, NotFound):
             port = await self._port_from_a_session(user, alias)
         except BoundaryError as exc:
@@ -188,9 +193,15 @@ class Agent:
         except BoundaryError as exc:
             self.health.record_error(f"cannot learn the port of {alias.value}: {exc}")
             return None
+        if any(c.decoded.get("kind") == CREDENTIAL_KIND for c in session.authorization.credentials):
+            self.kubernetes.add(alias.value)
         return session.authorization.endpoint_port
 
-    async def _ensure_listener(self, user: User, alias: Alias) -> None:
+    def kubernetes_aliases(self, user: User) -> set[str]:
+        """The user's aliases that are Kubernetes accesses, as far as learnt."""
+        return {value for value in user.aliases if value in self.kubernetes}
+
+    async def ensure_listener(self, user: User, alias: Alias) -> None:
         if not alias.destination_id:
             return
         port = await self._target_port(user, alias)

@@ -58,17 +58,24 @@ class Sessions:
         self._session_locks: collections.defaultdict[tuple[int, str], asyncio.Lock] = (
             collections.defaultdict(asyncio.Lock)
         )
+        self.replaced: list[ActiveSession] = []
+        """Sessions a fresh one took over from (kube-credential): no longer handed to new
+        connections, left to finish what they carry, and cancelled with the others."""
 
     def of_user(self, uid: int | None) -> list[ActiveSession]:
         return [s for s in self.active.values() if s.uid == uid]
 
     def drop(self, which: Callable[[ActiveSession], bool]) -> None:
+        dropped = [s for s in self.replaced if which(s)]
+        self.replaced = [s for s in self.replaced if not which(s) and not s.expired]
         for key, session in list(self.active.items()):
             if which(session):
                 del self.active[key]
-                task = asyncio.create_task(self._cancel(session))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                dropped.append(session)
+        for session in dropped:
+            task = asyncio.create_task(self._cancel(session))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     @staticmethod
     async def _cancel(session: ActiveSession) -> None:
@@ -81,16 +88,20 @@ class Sessions:
         """Cancel every session at its worker (the agent is stopping)."""
         for task in list(self._tasks):
             task.cancel()
-        await asyncio.gather(
-            *(self._cancel(s) for s in self.active.values()), return_exceptions=True
-        )
+        sessions = [*self.active.values(), *(s for s in self.replaced if not s.expired)]
+        await asyncio.gather(*(self._cancel(s) for s in sessions), return_exceptions=True)
         self.active.clear()
+        self.replaced.clear()
 
-    async def authorize(self, user: User, alias: str, address: str, port: int) -> ActiveSession:
+    async def authorize(
+        self, user: User, alias: str, address: str, port: int, *, fresh: bool = False
+    ) -> ActiveSession:
+        """The user's session to the alias: the current one while it lasts, or (always, when
+        `fresh`) a new one, which later connections then use."""
         key = (user.uid, alias)
         async with self._session_locks[key]:
             current = self.active.get(key)
-            if current and not current.expired and not current.exhausted:
+            if current and not current.expired and not current.exhausted and not fresh:
                 return current
             host_id = user.aliases[alias].host_id if alias in user.aliases else ""
             try:
@@ -108,6 +119,8 @@ class Sessions:
                 local_port=port,
                 connections_left=authorization.connection_limit,
             )
+            if current is not None and not current.expired:
+                self.replaced = [*(s for s in self.replaced if not s.expired), current]
             self.active[key] = session
             if authorization.credentials:
                 _notify(

@@ -19,6 +19,7 @@ from boundary_api.errors import (
     BoundaryError,
     Conflict,
     InvalidArgument,
+    InvalidListToken,
     NotFound,
     PermissionDenied,
     ProtocolError,
@@ -232,7 +233,11 @@ def error_from_body(payload: JSONObject, status: int, method: str, path: str) ->
             message, fields=fields, kind=kind, status=status, method=method, path=path
         )
     exception: type[BoundaryError]
-    if status == 400 and kind == "InvalidArgument":
+    if status == 400 and kind == "invalid list token":
+        # Expired, or issued under other grants ("grants have changed since list token was
+        # issued": a role gave the user more or less).
+        exception = InvalidListToken
+    elif status == 400 and kind == "InvalidArgument":
         # The controller reports a taken unique value (a name, an alias) as InvalidArgument.
         exception = Conflict
     elif status == 404 and "incorrect version" in message:

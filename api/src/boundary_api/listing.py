@@ -2,9 +2,10 @@
 
 A listing follows pages until the controller says `complete`. Keep its `list_token` and pass it
 back later to get only what changed since (items created or updated, and `removed_ids`). If the
-controller refuses a stored token (expired, or from another controller), the listing restarts
-from scratch by itself and says so with `full=True`, so callers replace their view instead of
-merging into it; so does an answer that comes back without a list token.
+controller refuses a stored token (expired, from another controller, or issued before the
+user's grants changed), the listing restarts from scratch by itself and says so with
+`full=True`, so callers replace their view instead of merging into it; so does an answer that
+comes back without a list token.
 
 A refresh also re-sends items changed up to 30 s before the previous listing (the controller
 looks back that far to catch transactions that committed late), so treat refreshed items as
@@ -50,9 +51,10 @@ class Listing(Generic[ModelT]):
             view.pop(removed, None)
 
 
-def _is_list_token_refusal(exc: InvalidArgument | Unavailable) -> bool:
-    # A malformed token answers 500 Internal ("handlers.ParseListToken: ..."), an expired or
-    # foreign one 400 InvalidArgument naming the list token.
+def _is_list_token_refusal(exc: InvalidArgument | InvalidListToken | Unavailable) -> bool:
+    # A malformed token answers 500 Internal ("handlers.ParseListToken: ..."), a foreign one
+    # 400 InvalidArgument naming the list token; an expired one, or one issued under other
+    # grants, 400 "invalid list token" (InvalidListToken).
     text = exc.message.lower().replace(" ", "").replace("_", "")
     return "listtoken" in text
 
@@ -68,8 +70,9 @@ async def list_all(
 ) -> Listing[ModelT]:
     try:
         return await _follow_pages(transport, path, model, params, list_token, page_size)
-    except (InvalidArgument, Unavailable) as exc:
-        if not list_token or not _is_list_token_refusal(exc):
+    except (InvalidArgument, InvalidListToken, Unavailable) as exc:
+        refused = isinstance(exc, InvalidListToken) or _is_list_token_refusal(exc)
+        if not list_token or not refused:
             raise
         log.info("list token for %s refused (%s); listing afresh", path, exc.message)
         return await _follow_pages(transport, path, model, params, None, page_size)

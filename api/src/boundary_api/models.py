@@ -136,7 +136,7 @@ class CredentialStore(Resource):
 
 class Credential(Resource):
     """A stored credential. Static username_password credentials return the username but only
-    an HMAC of the password."""
+    an HMAC of the password; json credentials only an HMAC of their object."""
 
     id: str
     credential_store_id: str
@@ -228,6 +228,12 @@ class BrokeredCredential(Resource):
     def password(self) -> str | None:
         value = self.credential.get("password") or self.secret.get("decoded", {}).get("password")
         return str(value) if value is not None else None
+
+    @property
+    def decoded(self) -> dict[str, Any]:
+        """The secret as an object: a json credential's own object; the fields of others."""
+        decoded = self.secret.get("decoded")
+        return dict(decoded) if isinstance(decoded, dict) else dict(self.credential)
 
 
 class SessionAuthorization(Resource):

@@ -6,7 +6,7 @@ real client's paths, error mapping and listings."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel
 
@@ -86,6 +86,7 @@ class AliasesPort(Protocol):
     async def create(
         self, value: str, *, destination_id: str = ..., description: str = ...
     ) -> Alias: ...
+    async def read(self, alias_id: str) -> Alias: ...
     async def delete(self, alias_id: str) -> None: ...
     async def list(
         self,
@@ -101,6 +102,7 @@ class CredentialStoresPort(Protocol):
     async def create_static(
         self, scope_id: str, *, name: str = ..., description: str = ...
     ) -> CredentialStore: ...
+    async def read(self, store_id: str) -> CredentialStore: ...
     async def delete(self, store_id: str) -> None: ...
 
 
@@ -121,6 +123,23 @@ class CredentialsPort(Protocol):
         *,
         username: str = ...,
         password: str = ...,
+        name: str = ...,
+        description: str = ...,
+    ) -> Credential: ...
+    async def create_json(
+        self,
+        store_id: str,
+        *,
+        object: dict[str, Any],
+        name: str = ...,
+        description: str = ...,
+    ) -> Credential: ...
+    async def update_json(
+        self,
+        credential_id: str,
+        version: int,
+        *,
+        object: dict[str, Any] = ...,
         name: str = ...,
         description: str = ...,
     ) -> Credential: ...
@@ -145,6 +164,7 @@ class ScopedPort(Protocol[Listed]):
         scope_id: str = ...,
         *,
         recursive: bool = ...,
+        filter: str = ...,
         list_token: str | None = ...,
         page_size: int | None = ...,
     ) -> Listing[Listed]: ...

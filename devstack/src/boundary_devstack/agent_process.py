@@ -89,11 +89,13 @@ def local_agent(
     also_dns_on_ipv6_loopback: bool = False,
     refresh_interval: str = "2s",
     extra_config: str = "",
+    dns_port: int | None = None,
 ) -> LocalAgent:
-    """An agent listening for DNS on dns_host (a free port; with also_dns_on_ipv6_loopback on
-    [::1] at the same port too), handing out addresses from prefix (loopback by default)."""
+    """An agent listening for DNS on dns_host (a free port unless given; with
+    also_dns_on_ipv6_loopback on [::1] at the same port too), handing out addresses from prefix
+    (loopback by default)."""
     directory.mkdir(parents=True, exist_ok=True)
-    dns_port, control_port = free_port(dns_host), free_port()
+    dns_port, control_port = dns_port or free_port(dns_host), free_port()
     upstream_line = f'override_upstream_dns_servers = ["{upstream}"]\n' if upstream else ""
     listen = [f'"{dns_host}:{dns_port}"']
     if also_dns_on_ipv6_loopback:

@@ -97,6 +97,12 @@ def start_web_backend(stack: ExitStack, work: Path) -> None:
     stack.callback(_stop_group, server)
 
 
+def _apiserver_address(kubectl: Kubectl) -> str:
+    config = json.loads(kubectl("config", "view", "--minify", "-o", "json"))
+    server: str = config["clusters"][0]["cluster"]["server"]
+    return server.removeprefix("https://")
+
+
 def start_db_backend(stack: ExitStack, work: Path) -> None:
     """A real PostgreSQL owning the db Service's cluster IP, with the example's credentials."""
     pg = find_postgres_bin()
@@ -175,6 +181,7 @@ def run(exit_when_done: bool) -> None:
             "--for=condition=Established",
             "--timeout=60s",
             "crd/boundarypkiworkers.workers.boundaryproject.io",
+            "crd/boundarykubernetesaccesses.workers.boundaryproject.io",
         )
         operator = operator_process(
             env,
@@ -185,6 +192,9 @@ def run(exit_when_done: bool) -> None:
                 "BOUNDARY_OPERATOR_DEFAULT_SCOPE": values["BOUNDARY_PROJECT_ID"],
                 "BOUNDARY_OPERATOR_TARGET_ADDRESS": "clusterip",
                 "BOUNDARY_OPERATOR_RESYNC_SECONDS": "10",
+                # The example Kubernetes access's target: the stack's apiserver, which has no
+                # kubernetes.default.svc here.
+                "BOUNDARY_OPERATOR_KUBE_API_ADDRESS": _apiserver_address(kubectl),
             },
         )
         operator.start()

@@ -35,3 +35,13 @@ def merge_conditions(
     conditions: list[Condition], generation: int, previous: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
     return [c.to_status(generation, previous) for c in conditions]
+
+
+def conditions_status(
+    conditions: list[Condition], generation: int, previous: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The status conditions after a run: those it evaluated, stamped with the generation, and
+    the ones it did not evaluate as they were."""
+    merged = merge_conditions(conditions, generation, previous)
+    evaluated = {c["type"] for c in merged}
+    return merged + [c for c in previous if c.get("type") not in evaluated]

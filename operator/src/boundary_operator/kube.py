@@ -61,6 +61,13 @@ KINDS: dict[str, tuple[str, str]] = {
     "PodDisruptionBudget": ("apis/policy/v1", "poddisruptionbudgets"),
     "BoundaryPKIWorker": ("apis/workers.boundaryproject.io/v1alpha1", "boundarypkiworkers"),
     "Lease": ("apis/coordination.k8s.io/v1", "leases"),
+    "BoundaryKubernetesAccess": (
+        "apis/workers.boundaryproject.io/v1alpha1",
+        "boundarykubernetesaccesses",
+    ),
+    "ServiceAccount": ("api/v1", "serviceaccounts"),
+    "RoleBinding": ("apis/rbac.authorization.k8s.io/v1", "rolebindings"),
+    "ClusterRoleBinding": ("apis/rbac.authorization.k8s.io/v1", "clusterrolebindings"),
 }
 
 
@@ -387,6 +394,9 @@ class KubePort(Protocol):
     async def patch_merge(
         self, kind: str, namespace: str | None, name: str, patch: Manifest, sub: str = ""
     ) -> Manifest: ...
+    async def create_subresource(
+        self, kind: str, namespace: str, name: str, sub: str, body: Manifest
+    ) -> Manifest: ...
     async def aclose(self) -> None: ...
 
 
@@ -581,4 +591,15 @@ class KubeClient:
             resource_path(kind, namespace, name, sub),
             body=patch,
             content_type="application/merge-patch+json",
+        )
+
+    async def create_subresource(
+        self, kind: str, namespace: str, name: str, sub: str, body: Manifest
+    ) -> Manifest:
+        """POST to a subresource (a ServiceAccount's `token`: the TokenRequest API)."""
+        return await self._request(
+            "POST",
+            resource_path(kind, namespace, name, sub),
+            body=body,
+            content_type="application/json",
         )

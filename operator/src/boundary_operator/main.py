@@ -51,6 +51,8 @@ FLAGS = {
     "--health-port": "BOUNDARY_OPERATOR_HEALTH_PORT",
     "--leader-election-lease": "BOUNDARY_OPERATOR_LEADER_ELECTION_LEASE",
     "--lease-seconds": "BOUNDARY_OPERATOR_LEASE_SECONDS",
+    "--kube-api-address": "BOUNDARY_OPERATOR_KUBE_API_ADDRESS",
+    "--kube-api-server-name": "BOUNDARY_OPERATOR_KUBE_API_SERVER_NAME",
 }
 # Secrets are taken only from the environment (BOUNDARY_PASSWORD, BOUNDARY_TOKEN): a flag would
 # show in the process list.
@@ -58,6 +60,7 @@ FLAGS = {
 
 def _register_handlers() -> None:
     # Importing registers the handlers with kopf.
+    from boundary_operator.kubeaccess import handlers as kube_access_handlers  # noqa: F401
     from boundary_operator.services import handlers as service_handlers  # noqa: F401
     from boundary_operator.workers import handlers as worker_handlers  # noqa: F401
 
@@ -142,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--verbose", action="store_true")
     drain_parser = sub.add_parser(
         "drain",
-        help="delete every watched BoundaryPKIWorker and wait until the operator tore it down",
+        help="delete every watched BoundaryPKIWorker and BoundaryKubernetesAccess and wait "
+        "until the operator tore them down",
     )
     drain_parser.add_argument(
         "--namespaces", default="", help="comma-separated; empty: every namespace"
@@ -275,7 +279,9 @@ def _drain(namespaces: list[str], timeout: float) -> int:
             file=sys.stderr,
         )
         return 1
-    print(f"boundary-operator drain: no BoundaryPKIWorker left in {where}")
+    print(
+        f"boundary-operator drain: no BoundaryPKIWorker or BoundaryKubernetesAccess left in {where}"
+    )
     return 0
 
 

@@ -45,6 +45,16 @@ class OperatorSettings(BaseSettings):
     target_address: Literal["dns", "clusterip"] = Field(
         default="dns", alias="BOUNDARY_OPERATOR_TARGET_ADDRESS"
     )
+    kube_api_address: str = Field(
+        default="kubernetes.default.svc:443", alias="BOUNDARY_OPERATOR_KUBE_API_ADDRESS"
+    )
+    """host:port of the apiserver as the workers reach it: the target of every
+    BoundaryKubernetesAccess. In a cluster, the `kubernetes` Service; the dev stack overrides."""
+    kube_api_server_name: str = Field(
+        default="kubernetes.default.svc", alias="BOUNDARY_OPERATOR_KUBE_API_SERVER_NAME"
+    )
+    """The name clients check the apiserver's certificate against (kubeconfig
+    tls-server-name): one of the certificate's names, as the client dials an alias."""
     leader_election_lease: str = Field(default="", alias="BOUNDARY_OPERATOR_LEADER_ELECTION_LEASE")
     """`<namespace>/<name>` of the coordination.k8s.io Lease replicas elect their leader on;
     empty: no election, this process operates alone."""
@@ -85,6 +95,19 @@ class OperatorSettings(BaseSettings):
         if not value or not all(c.isalnum() or c == "-" for c in value) or len(value) > 40:
             raise ValueError("BOUNDARY_OPERATOR_CLUSTER_NAME must be 1-40 letters, digits or '-'")
         return value
+
+    @field_validator("kube_api_address")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, _, port = value.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("BOUNDARY_OPERATOR_KUBE_API_ADDRESS must be host:port")
+        return value
+
+    @property
+    def kube_api_host_port(self) -> tuple[str, int]:
+        host, _, port = self.kube_api_address.rpartition(":")
+        return host.strip("[]"), int(port)
 
     @property
     def has_controller_credentials(self) -> bool:

@@ -62,12 +62,16 @@ class ScopedResource(ResourceClient, Generic[ModelT]):
         scope_id: str = "global",
         *,
         recursive: bool = True,
+        filter: str = "",
         list_token: str | None = None,
         page_size: int | None = None,
     ) -> Listing[ModelT]:
-        """Every one in the scope (and below it, `recursive`); pass the previous listing's
-        token to get only the changes."""
+        """Every one in the scope (and below it, `recursive`) that `filter` (a Boundary filter
+        expression on `/item/...`) admits; pass the previous listing's token to get only the
+        changes."""
         params: dict[str, str | int | bool] = {"scope_id": scope_id, "recursive": recursive}
+        if filter:
+            params["filter"] = filter
         return await list_all(
             self._transport,
             self.collection,

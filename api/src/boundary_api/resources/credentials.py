@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from boundary_api.listing import Listing, list_all
 from boundary_api.models import Credential, CredentialStore
 from boundary_api.resources._base import (
@@ -73,6 +75,45 @@ class Credentials(ResourceClient):
         attributes = without_unset({"username": username, "password": password})
         if attributes:
             body["attributes"] = attributes
+        answer = await self._transport.request(
+            "PATCH", resource_path("credentials", credential_id), body=body
+        )
+        return Credential.model_validate(answer)
+
+    async def create_json(
+        self,
+        store_id: str,
+        *,
+        object: dict[str, Any],
+        name: str = "",
+        description: str = "",
+    ) -> Credential:
+        """A json credential: `object` is brokered to sessions as it is."""
+        body = without_empty(
+            {
+                "type": "json",
+                "credential_store_id": store_id,
+                "name": name,
+                "description": description,
+            }
+        )
+        body["attributes"] = {"object": object}
+        answer = await self._transport.request("POST", "credentials", body=body)
+        return Credential.model_validate(answer)
+
+    async def update_json(
+        self,
+        credential_id: str,
+        version: int,
+        *,
+        object: dict[str, Any] = UNSET,
+        name: str = UNSET,
+        description: str = UNSET,
+    ) -> Credential:
+        """Replace the object (in place: the id and the targets using it stay)."""
+        body = without_unset({"version": version, "name": name, "description": description})
+        if object is not UNSET:
+            body["attributes"] = {"object": object}
         answer = await self._transport.request(
             "PATCH", resource_path("credentials", credential_id), body=body
         )

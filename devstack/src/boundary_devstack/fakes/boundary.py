@@ -27,14 +27,22 @@ tests/e2e/test_boundary_contract.py):
   updates do); listings leave principals and grants out (reads carry them); a principal id of
   no known kind answers 400 naming `principal_ids`, one that does not exist a 500
   (UNKNOWN_PRINCIPAL); role, user and group names are unique per scope;
+- a change of a role's grants or principals invalidates the resolvable-alias list tokens handed
+  out before it (400, kind "invalid list token": "grants have changed since list token was
+  issued"), as the real controller's grants hash does;
 - users, groups (with set-members) and managed groups (`add_managed_group`, read only) are
-  listed recursively from a scope, as the principals the operator resolves.
+  listed recursively from a scope, as the principals the operator resolves;
+- json credentials keep their object, answer reads with an HMAC only, and are brokered to
+  sessions as the object itself.
+Who may do what is not modelled: the fake's one user is the admin; grants are proven on the
+real controller.
 
 `writes` and `reads` count the calls, by method, as the operator's metrics do."""
 
 from __future__ import annotations
 
 import datetime
+import hashlib
 import itertools
 import json
 import math
@@ -165,6 +173,8 @@ class FakeController:
     _seq: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1000000000))
     _throttled: list[float] = field(default_factory=list)
+    _grants_epoch: int = 0
+    """Bumped by every change of a role's grants or principals (the grants hash)."""
     list_quota: int = 150
     quota_window: float = 30.0
     _lists: defaultdict[str, deque[float]] = field(default_factory=lambda: defaultdict(deque))
@@ -221,6 +231,17 @@ class FakeController:
         item = {"id": f"mgoidc_{next(self._ids)}", "version": 0, "name": name, "type": "oidc"}
         item.update(auth_method_id=auth_method_id, description="")
         return str(self._touch("managed-groups", item)["id"])
+
+    def add_principals(self, *ids: str) -> None:
+        """Users (u_...) and groups (g_...) with exactly these ids, in global, as if made
+        elsewhere: tests name their principals in specs they write beforehand."""
+        for principal_id in ids:
+            collection = "groups" if principal_id.startswith("g_") else "users"
+            item = {"id": principal_id, "version": 0, "name": "", "description": ""}
+            item["scope_id"] = "global"
+            if collection == "groups":
+                item["member_ids"] = []
+            self._touch(collection, item)
 
     @property
     def total_writes(self) -> int:
@@ -282,7 +303,15 @@ class FakeController:
         if name == "scopes":
             return 200, self._scopes(resource_id, query)
         if name == "users" and action == "list-resolvable-aliases":
-            return 200, self._listing("aliases", query, lambda a: bool(a["destination_id"]))
+            token = query.get("list_token", "")
+            if token and not token.endswith(f"-grants-{self._grants_epoch}"):
+                raise Answer(
+                    400, "invalid list token", "grants have changed since list token was issued"
+                )
+            query = {**query, "list_token": token.rsplit("-grants-", 1)[0]} if token else query
+            answer = self._listing("aliases", query, lambda a: bool(a["destination_id"]))
+            answer["list_token"] += f"-grants-{self._grants_epoch}"
+            return 200, answer
         if name == "auth-tokens" and resource_id in self._tokens.values():
             if method == "DELETE":
                 self._tokens = {t: i for t, i in self._tokens.items() if i != resource_id}
@@ -319,9 +348,11 @@ class FakeController:
             return 200, self._touch(name, item)
         if name == "roles" and action == "set-principals":
             item["principal_ids"] = self._principals(body.get("principal_ids") or [])
+            self._grants_epoch += 1
             return 200, self._touch(name, item)
         if name == "roles" and action == "set-grants":
             item["grant_strings"] = _grants(body.get("grant_strings") or [])
+            self._grants_epoch += 1
             return 200, self._touch(name, item)
         if name == "groups" and action == "set-members":
             item["member_ids"] = list(body.get("member_ids") or [])
@@ -371,7 +402,10 @@ class FakeController:
                 raise Answer(400, "InvalidArgument", UNIQUE)
 
     def _create(self, name: str, body: JSON, action: str) -> JSON:
-        new_id = f"{self._collections[name].prefix}_{next(self._ids)}"
+        prefix = self._collections[name].prefix
+        if name == "credentials" and body.get("type") == "json":
+            prefix = "credjson"
+        new_id = f"{prefix}_{next(self._ids)}"
         item: JSON = {
             "id": new_id,
             "version": 0,
@@ -442,12 +476,16 @@ class FakeController:
         elif name == "credentials":
             store = self._get("credential-stores", body["credential_store_id"])
             attributes = dict(body.get("attributes") or {})
-            item.update(
-                credential_store_id=store["id"],
-                type=body.get("type", ""),
-                attributes={"username": attributes.get("username", "")},
-                _password=attributes.get("password", ""),
-            )
+            if body.get("type") == "json":
+                item.update(credential_store_id=store["id"], type="json")
+                self._set_object(item, attributes.get("object") or {})
+            else:
+                item.update(
+                    credential_store_id=store["id"],
+                    type=body.get("type", ""),
+                    attributes={"username": attributes.get("username", "")},
+                    _password=attributes.get("password", ""),
+                )
         return self._public(self._touch(name, item))
 
     def _update(self, name: str, item: JSON, body: JSON) -> JSON:
@@ -459,7 +497,9 @@ class FakeController:
         if name == "targets" and "address" in changes:
             _check_address(changes["address"])
         attributes = changes.pop("attributes", None)
-        if name == "credentials" and attributes:
+        if name == "credentials" and attributes and item["type"] == "json":
+            self._set_object(item, attributes.get("object") or {})
+        elif name == "credentials" and attributes:
             if "password" in attributes:
                 item["_password"] = attributes.pop("password")
             item["attributes"].update(attributes)
@@ -514,6 +554,13 @@ class FakeController:
                     self._touch("aliases", alias)
 
     @staticmethod
+    def _set_object(item: JSON, value: JSON) -> None:
+        """A json credential's object, kept aside; reads show an HMAC of it only."""
+        item["_object"] = dict(value)
+        digest = hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
+        item["attributes"] = {"object_hmac": digest}
+
+    @staticmethod
     def _public(item: JSON) -> JSON:
         return {k: v for k, v in item.items() if not k.startswith("_")}
 
@@ -536,6 +583,7 @@ class FakeController:
             )
         known = {
             *BUILT_IN_USERS,
+            USER,
             *(i for c in ("users", "groups", "managed-groups") for i in self.objects(c)),
         }
         unknown = [i for i in ids if i not in known]
@@ -589,6 +637,9 @@ class FakeController:
         match = re.fullmatch(r'"/item/(\w+)" matches "(.*)"', expression)
         if match:
             return re.search(match.group(2), str(item.get(match.group(1), ""))) is not None
+        match = re.fullmatch(r'"/item/(\w+)" == "(.*)"', expression)
+        if match:
+            return str(item.get(match.group(1), "")) == match.group(2)
         return not expression
 
     def _within(self, item: JSON, ancestor: str) -> bool:
@@ -653,13 +704,20 @@ class FakeController:
         for source in target.get("brokered_credential_source_ids") or []:
             stored = self._collections["credentials"].items.get(source)
             if stored is not None:
-                secret = {
-                    "username": stored["attributes"]["username"],
-                    "password": stored["_password"],
-                }
+                if stored["type"] == "json":
+                    secret = dict(stored["_object"])
+                else:
+                    secret = {
+                        "username": stored["attributes"]["username"],
+                        "password": stored["_password"],
+                    }
                 credentials.append(
                     {
-                        "credential_source": {"id": source, "type": "username_password"},
+                        "credential_source": {
+                            "id": source,
+                            "credential_store_id": stored["credential_store_id"],
+                            "credential_type": stored["type"],
+                        },
                         "secret": {"decoded": secret},
                         "credential": secret,
                     }

@@ -6,7 +6,10 @@ Each scenario names its objects with `tag` so runs never meet, and cleans up aft
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import datetime
+import time
 from collections.abc import Awaitable, Callable
 
 from boundary_api import (
@@ -21,8 +24,10 @@ from boundary_api import (
 from boundary_api.client import BoundaryClient
 from boundary_api.ports import BoundaryPort
 from boundary_devstack.fakes.boundary import UNIQUE, UNKNOWN_PRINCIPAL
-from boundary_operator.kube import KubeError, KubePort
+from boundary_operator.kube import KubeError, KubeNotFound, KubePort
 
+Whoami = Callable[[str], Awaitable[str | None]]
+"""Who the apiserver takes a bearer token for; None when it refuses the token."""
 Login = Callable[..., Awaitable[BoundaryClient]]
 """Logs in afresh (a token of its own, so rate limits do not spill over); options are passed to
 the client (retries=0 to see a 429)."""
@@ -269,6 +274,7 @@ async def roles_start_empty_and_take_principals_and_grants_by_version(
         assert "0 rows updated" in stale.message
         read = await boundary.roles.read(role.id)
         assert (sorted(read.principal_ids), read.grant_strings) == (both, [grant])
+        assert read.description == "contract"
         (listed,) = [r for r in (await boundary.roles.list(project)).items if r.id == role.id]
         assert (listed.version, listed.grant_scope_ids) == (assigned.version, ["this"])
         assert (listed.principal_ids, listed.grant_strings) == ([], [])
@@ -287,6 +293,9 @@ async def roles_start_empty_and_take_principals_and_grants_by_version(
         taken = await _raises(Conflict, boundary.roles.create(project, name=f"{tag}-role"))
         assert isinstance(taken, Conflict)
         assert (taken.status, taken.message) == (400, UNIQUE)
+        # The refusals changed nothing; an empty list takes every principal away.
+        cleared = await boundary.roles.set_principals(role.id, assigned.version, [])
+        assert (cleared.version, cleared.principal_ids) == (assigned.version + 1, [])
     finally:
         await boundary.roles.delete(role.id)
         await boundary.targets.delete(target.id)
@@ -326,11 +335,77 @@ async def principals_are_listed_by_scope_and_name(
             await boundary.users.delete(user.id)
 
 
+async def a_grants_change_restarts_a_resolvable_alias_listing(
+    boundary: BoundaryPort, project: str, tag: str
+) -> None:
+    """A list token carries a hash of the user's grants: once a role gives the user more, the
+    controller refuses the token ("grants have changed since list token was issued") and the
+    listing starts afresh by itself, with the newly resolvable alias in it."""
+    token_id = boundary.token_id
+    assert token_id is not None
+    me = (await boundary.auth_tokens.read(token_id)).user_id
+    target = await boundary.targets.create_tcp(
+        project, f"{tag}-g", address="127.0.0.1", default_port=22
+    )
+    alias = await boundary.aliases.create(f"{tag}-g.contract", destination_id=target.id)
+    role = await boundary.roles.create(project, name=f"{tag}-grants")
+    try:
+        first = await boundary.users.list_resolvable_aliases(me)
+        granted = await boundary.roles.set_grants(
+            role.id, role.version, [f"ids={target.id};actions=authorize-session"]
+        )
+        await boundary.roles.set_principals(role.id, granted.version, [me])
+        again = await boundary.users.list_resolvable_aliases(me, list_token=first.list_token)
+        assert again.full, "the refused token was followed by a fresh listing"
+        assert alias.id in {a.id for a in again.items}
+    finally:
+        await boundary.roles.delete(role.id)
+        await boundary.aliases.delete(alias.id)
+        await boundary.targets.delete(target.id)
+
+
+async def json_credentials_are_brokered_as_their_object(
+    boundary: BoundaryPort, project: str, tag: str
+) -> None:
+    """A json credential is brokered to sessions as its object; a read shows only an HMAC of
+    it; an update replaces the object in place (same id)."""
+    target = await boundary.targets.create_tcp(
+        project, f"{tag}-j", address="127.0.0.1", default_port=6443
+    )
+    store = await boundary.credential_stores.create_static(project)
+    first = {"token": "first-secret", "nested": {"a": "1"}}
+    try:
+        credential = await boundary.credentials.create_json(
+            store.id, object=first, description=f"{tag} json"
+        )
+        assert credential.id.startswith("credjson_")
+        assert "object" not in credential.attributes
+        assert credential.attributes.get("object_hmac")
+        target = await boundary.targets.set_credential_sources(
+            target.id, target.version, [credential.id]
+        )
+        session = await boundary.sessions.authorize(target.id)
+        assert [c.decoded for c in session.credentials] == [first]
+        second = {"token": "second-secret", "nested": {"a": "2"}}
+        updated = await boundary.credentials.update_json(
+            credential.id, credential.version, object=second
+        )
+        assert (updated.id, updated.version) == (credential.id, credential.version + 1)
+        assert updated.description == f"{tag} json"
+        again = await boundary.sessions.authorize(target.id)
+        assert [c.decoded for c in again.credentials] == [second]
+    finally:
+        await boundary.targets.delete(target.id)
+        await boundary.credential_stores.delete(store.id)
+
+
 BOUNDARY_SCENARIOS = [
     roles_start_empty_and_take_principals_and_grants_by_version,
     principals_are_listed_by_scope_and_name,
     unique_names_answer_400_with_the_real_message,
     worker_api_tags_change_with_the_version,
+    a_grants_change_restarts_a_resolvable_alias_listing,
+    json_credentials_are_brokered_as_their_object,
     credential_sources_are_on_reads_not_in_listings,
     stale_versions_and_missing_objects_answer_404,
     listings_page_and_deltas_carry_changes_and_removals,
@@ -452,6 +527,76 @@ async def leases_are_created_once_and_changed_at_the_version_read(
     assert released is not None
     assert "holderIdentity" not in released["spec"]
     assert await kube.delete("Lease", namespace, name)
+
+
+def _token_request(secret: dict[str, object] | None, seconds: int) -> dict[str, object]:
+    spec: dict[str, object] = {"expirationSeconds": seconds}
+    if secret is not None:
+        meta = secret["metadata"]
+        assert isinstance(meta, dict)
+        spec["boundObjectRef"] = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "name": meta["name"],
+            "uid": meta.get("uid", ""),
+        }
+    return {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec}
+
+
+async def tokens_bound_to_a_secret_die_with_it(
+    kube: KubePort, who: Whoami, namespace: str, tag: str
+) -> None:
+    """The TokenRequest API: at least 10 minutes; a missing bound object refused; a token works
+    as its ServiceAccount until its bound Secret is deleted, then never again."""
+    account = f"{tag}-sa"
+    await kube.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {"name": account, "namespace": namespace},
+        }
+    )
+    secret = await kube.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": f"{tag}-bound", "namespace": namespace},
+            "type": "Opaque",
+        }
+    )
+    try:
+        short = await _raises(
+            KubeError,
+            kube.create_subresource(
+                "ServiceAccount", namespace, account, "token", _token_request(secret, 599)
+            ),
+        )
+        assert isinstance(short, KubeError)
+        assert (short.status, short.reason) == (422, "Invalid"), short
+        assert "less than 10 minutes" in short.message
+        gone: dict[str, object] = {"metadata": {"name": f"{tag}-absent", "uid": "0" * 8}}
+        await _raises(
+            KubeNotFound,
+            kube.create_subresource(
+                "ServiceAccount", namespace, account, "token", _token_request(gone, 600)
+            ),
+        )
+        answer = await kube.create_subresource(
+            "ServiceAccount", namespace, account, "token", _token_request(secret, 600)
+        )
+        token = answer["status"]["token"]
+        expires = datetime.datetime.fromisoformat(answer["status"]["expirationTimestamp"])
+        left = (expires - datetime.datetime.now(datetime.UTC)).total_seconds()
+        assert 590 <= left <= 610, left
+        assert await who(token) == f"system:serviceaccount:{namespace}:{account}"
+        assert await kube.delete("Secret", namespace, f"{tag}-bound")
+        deadline = time.monotonic() + 30
+        while await who(token) is not None:
+            assert time.monotonic() < deadline, "the token outlived its bound Secret"
+            await asyncio.sleep(0.5)
+    finally:
+        await kube.delete("Secret", namespace, f"{tag}-bound")
+        await kube.delete("ServiceAccount", namespace, account)
 
 
 KUBE_SCENARIOS = [

@@ -11,7 +11,11 @@ on, each checked against the real apiserver by the contract tests
 - create of a name that exists is a 409 AlreadyExists;
 - get of what does not exist is None, delete of it False;
 - list filters by namespace and label selector (k=v, comma-separated);
-- a spec change bumps metadata.generation.
+- a spec change bumps metadata.generation;
+- the TokenRequest API (`create_subresource` of a ServiceAccount's `token`): at least 10
+  minutes (400 otherwise), a missing account or bound Secret is a 404, a bound Secret of another
+  uid a 409; `authenticate` says whose a token is, and a token is refused once it expired or
+  its ServiceAccount or bound Secret is gone (or was made again, with a new uid).
 
 `writes` counts the write calls by verb, as the operator's metrics do; `events` keeps the Events
 posted. `run_stateful_sets()` plays the StatefulSet controller and kubelet: pods appear Running
@@ -21,7 +25,9 @@ drained pod does), and the StatefulSet's status says the rollout is done."""
 from __future__ import annotations
 
 import copy
+import datetime
 import itertools
+import secrets
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
@@ -96,6 +102,12 @@ class FakeKube:
     writes: Counter[str] = field(default_factory=Counter)
     reads: Counter[str] = field(default_factory=Counter)
     _versions: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    tokens: dict[str, tuple[Key, str, Key, str, datetime.datetime]] = field(
+        default_factory=dict, repr=False
+    )
+    """Issued tokens: (account, its uid, bound object, its uid, expiry)."""
+    now: Any = field(default=lambda: datetime.datetime.now(datetime.UTC))
+    """The clock tokens are issued and checked by (a test may move it)."""
 
     def as_manager(self, manager: str) -> FakeKube:
         """The same apiserver, spoken to by another field manager."""
@@ -220,8 +232,84 @@ class FakeKube:
             )
         return self._store(key, _merge_patch(current, patch), current)
 
+    async def create_subresource(
+        self, kind: str, namespace: str, name: str, sub: str, body: Manifest
+    ) -> Manifest:
+        self.writes["create"] += 1
+        path = resource_path(kind, namespace, name, sub)
+        if (kind, sub) != ("ServiceAccount", "token"):
+            raise KubeError(
+                404, "NotFound", "the server could not find the requested resource", "POST", path
+            )
+        account = self.objects.get((kind, namespace, name))
+        if account is None:
+            raise KubeNotFound(404, "NotFound", f'serviceaccounts "{name}" not found', "POST", path)
+        spec = body.get("spec") or {}
+        seconds = int(spec.get("expirationSeconds") or 3600)
+        if seconds < 600:
+            raise KubeError(
+                422,
+                "Invalid",
+                f'TokenRequest.authentication.k8s.io "{name}" is invalid: spec.expirationSeconds: '
+                f"Invalid value: {seconds}: may not specify a duration less than 10 minutes",
+                "POST",
+                path,
+            )
+        ref = spec.get("boundObjectRef") or {}
+        bound_key: Key = (str(ref.get("kind")), namespace, str(ref.get("name")))
+        bound = self.objects.get(bound_key)
+        if bound is None:
+            raise KubeNotFound(
+                404, "NotFound", f'secrets "{ref.get("name")}" not found', "POST", path
+            )
+        if ref.get("uid") and ref["uid"] != bound["metadata"]["uid"]:
+            raise KubeError(
+                409,
+                "Conflict",
+                f"the UID in the bound object reference ({ref['uid']}) does not match the UID in "
+                f"record. The object might have been deleted and then recreated",
+                "POST",
+                path,
+            )
+        expires = self.now() + datetime.timedelta(seconds=seconds)
+        token = f"fake-jwt.{secrets.token_urlsafe(24)}.sig"
+        self.tokens[token] = (
+            (kind, namespace, name),
+            account["metadata"]["uid"],
+            bound_key,
+            bound["metadata"]["uid"],
+            expires,
+        )
+        return {
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {**spec, "expirationSeconds": seconds},
+            "status": {
+                "token": token,
+                "expirationTimestamp": expires.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            },
+        }
+
     async def aclose(self) -> None:
         return None
+
+    def authenticate(self, token: str) -> str | None:
+        """Whose token it is (system:serviceaccount:NS:NAME), or None when it is refused."""
+        issued = self.tokens.get(token)
+        if issued is None:
+            return None
+        account_key, account_uid, bound_key, bound_uid, expires = issued
+        account, bound = self.objects.get(account_key), self.objects.get(bound_key)
+        alive = (
+            account is not None
+            and account["metadata"]["uid"] == account_uid
+            and bound is not None
+            and bound["metadata"]["uid"] == bound_uid
+            and self.now() < expires
+        )
+        _, namespace, name = account_key
+        return f"system:serviceaccount:{namespace}:{name}" if alive else None
 
     # ------------------------------------------------------------------ test helpers
 

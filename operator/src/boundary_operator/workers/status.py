@@ -11,7 +11,7 @@ from typing import Any
 
 from boundary_api import Worker
 from boundary_operator import naming
-from boundary_operator.conditions import Condition, merge_conditions
+from boundary_operator.conditions import Condition, conditions_status
 from boundary_operator.manifest import Manifest, rfc3339
 from boundary_operator.workers.reloading import reported_revision
 
@@ -186,10 +186,7 @@ def status_update(body: Manifest, result: SyncResult) -> tuple[dict[str, Any] | 
     current: dict[str, Any] = dict(body.get("status") or {})
     previous: list[dict[str, Any]] = list(current.get("conditions") or [])
     generation = int(body["metadata"].get("generation", 0))
-    conditions = merge_conditions(result.conditions, generation, previous)
-    # Conditions this run did not evaluate keep their last value.
-    seen = {c["type"] for c in conditions}
-    conditions += [c for c in previous if c.get("type") not in seen]
+    conditions = conditions_status(result.conditions, generation, previous)
     status: dict[str, Any] = {"conditions": conditions, "observedGeneration": generation}
     if result.replicas:
         status["replicas"] = _replicas(list(current.get("replicas") or []), result.replicas)
