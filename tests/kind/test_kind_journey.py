@@ -424,28 +424,29 @@ def metric_total(metrics: str, name: str, **labels: str) -> float:
     return total
 
 
-def test_the_standby_takes_over_from_a_deleted_leader_without_writes(
+def test_a_deleted_leader_is_replaced_within_15_s_without_writes(
     kind_cluster: KindCluster,
 ) -> None:
     """A rollout or a node drain deletes the leader's pod: it releases the Lease as it stops,
-    the standby takes over at once and finds everything as it should be (no write), and the
-    replacement pod stands by."""
+    and another replica takes over within 15 s and finds everything as it should be (no
+    write); the other one stands by. Which one leads is a race: the standby checks the Lease
+    every quarter of its duration, and the Deployment's replacement pod, when it starts first
+    after the release, may take it first (seen on kind: 4 s after the delete)."""
     kubectl = kind_cluster.kubectl
     old = leader_pod(kind_cluster)["metadata"]["name"]
-    (standby,) = set(operator_pods(kind_cluster)) - {old}
     versions = owned_versions(kind_cluster)
     warnings_before = kubectl(
         "get", "events", "-A", "--field-selector", "type=Warning", "-o", "name"
     )
     deleted = time.monotonic()
     kubectl("delete", "pod", "-n", "boundary-system", old, "--wait=false")
-    assert wait_for(lambda: lease_holder(kind_cluster) == standby, 30, interval=0.2)
+    assert wait_for(lambda: lease_holder(kind_cluster) not in ("", old), 30, interval=0.2)
+    new = lease_holder(kind_cluster)
     took_over = time.monotonic() - deleted
     kind_cluster.record("operator leader handover (pod deleted)", took_over)
     assert took_over < 15, took_over
     assert wait_for(lambda: len(operator_pods(kind_cluster)) == 2, 180)
     assert wait_for(lambda: all(ready(p) for p in operator_pods(kind_cluster).values()), 180)
-    new = standby
 
     def resynced() -> bool:
         return "resync:" in kubectl("logs", "-n", "boundary-system", new)
