@@ -463,12 +463,12 @@ class KubeClient:
                 )
                 data = await response.read()
             except (aiohttp.ClientError, TimeoutError) as exc:
-                count_kube_request(method, 0)
+                count_kube_request(method, 0, path)
                 # The apiserver is down or restarting: callers back off and retry like any error.
                 raise KubeError(
                     0, "Unavailable", f"cannot reach the apiserver: {exc!r}", method, path
                 ) from exc
-            count_kube_request(method, response.status)
+            count_kube_request(method, response.status, path)
             if response.status == 401 and attempt == 1:
                 # A token that expired or rotated before we noticed: fetch a fresh one once.
                 await (await self.credentials()).refresh(force=True)
