@@ -417,10 +417,16 @@ def owned_versions(cluster: KindCluster) -> dict[str, str]:
 
 
 def metric_total(metrics: str, name: str, **labels: str) -> float:
+    """The sum of a metric's samples with these labels; an unlabelled sample (a plain gauge,
+    `name value`) counts when no label is asked for."""
     total = 0.0
     for line in metrics.splitlines():
-        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
-            total += float(line.rsplit(" ", 1)[1])
+        sample, _, value = line.rpartition(" ")
+        labelled = sample.startswith(name + "{")
+        if (labelled or (sample == name and not labels)) and all(
+            f'{k}="{v}"' in sample for k, v in labels.items()
+        ):
+            total += float(value)
     return total
 
 
