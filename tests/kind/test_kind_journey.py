@@ -400,7 +400,9 @@ def http_get_or_empty(address: str, alias: str) -> str:
 
 
 def owned_versions(cluster: KindCluster) -> dict[str, str]:
-    """resourceVersion of everything the operator writes for the examples."""
+    """resourceVersion of everything the operator writes for the examples; for the
+    StatefulSet its generation, as its controller keeps rewriting its status (and so its
+    resourceVersion) while pods come and go, and the operator writes only its spec."""
     versions = {}
     for kind, name in (
         ("bpw", "edge"),
@@ -411,8 +413,9 @@ def owned_versions(cluster: KindCluster) -> dict[str, str]:
         ("service", "web"),
         ("service", "db"),
     ):
-        item = cluster.kubectl.get_json(kind, name, "-n", "demo")
-        versions[f"{kind}/{name}"] = item["metadata"]["resourceVersion"]
+        meta = cluster.kubectl.get_json(kind, name, "-n", "demo")["metadata"]
+        field = "generation" if kind == "statefulset" else "resourceVersion"
+        versions[f"{kind}/{name}"] = str(meta[field])
     return versions
 
 
