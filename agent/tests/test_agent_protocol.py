@@ -277,7 +277,6 @@ def test_a_worker_that_always_misreads_fails_after_every_try(
 
     monkeypatch.setattr(protocol, "_open_channel_once", misread)
     monkeypatch.setattr(protocol, "HANDSHAKE_SETTLE_S", (0.0, 0.0, 0.0))
-    monkeypatch.setattr(protocol, "HANDSHAKE_ATTEMPTS", 3)
     data = cast(SessionAuthorizationData, object())
     with pytest.raises(protocol.HandshakeMisread):
         asyncio.run(protocol.open_channel(data, "t" * 20, context=ssl.create_default_context()))

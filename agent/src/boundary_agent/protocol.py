@@ -40,7 +40,6 @@ HANDSHAKE_SETTLE_S = (0.0, 0.05, 0.25, 1.0)
 long each try waits after the upgrade before sending it. The misread is a race with the
 worker's HTTP server handing the connection over, so a later try gives the hand-over time;
 the first try does not wait, as the race is rare on an idle worker."""
-HANDSHAKE_ATTEMPTS = len(HANDSHAKE_SETTLE_S)
 WEBSOCKET_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 OP_CONTINUATION, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0, 1, 2, 8, 9, 10
 MAX_UPGRADE_RESPONSE = 16 * 1024
@@ -526,13 +525,13 @@ async def open_channel(
     timeout: float = 15.0,
     context: ssl.SSLContext | None = None,
 ) -> SessionChannel:
-    """A websocket to the worker, handshaken for this session: up to HANDSHAKE_ATTEMPTS
-    connections when the worker misreads the handshake (HandshakeMisread), each waiting longer
-    before it sends the handshake (HANDSHAKE_SETTLE_S), one connection otherwise.
+    """A websocket to the worker, handshaken for this session. While the worker misreads the
+    handshake (HandshakeMisread), one more connection per HANDSHAKE_SETTLE_S entry, each
+    waiting longer before it sends the handshake; one connection otherwise.
     `context`: the session's tls_context(), built once for all its connections."""
     context = context or tls_context(data)
-    attempt = 1
-    while True:
+    last = len(HANDSHAKE_SETTLE_S)
+    for attempt, settle in enumerate(HANDSHAKE_SETTLE_S, 1):
         try:
             return await _open_channel_once(
                 data,
@@ -541,13 +540,13 @@ async def open_channel(
                 worker_index=worker_index,
                 timeout=timeout,
                 context=context,
-                settle=HANDSHAKE_SETTLE_S[attempt - 1],
+                settle=settle,
             )
         except HandshakeMisread as exc:
-            if attempt == HANDSHAKE_ATTEMPTS:
+            if attempt == last:
                 raise
             log.info("worker misread the handshake (attempt %d), trying again: %s", attempt, exc)
-            attempt += 1
+    raise AssertionError("HANDSHAKE_SETTLE_S is empty")
 
 
 async def _connect(
