@@ -45,9 +45,11 @@ def test_a_phase_of_a_child_process_is_profiled(tmp_path: Path) -> None:
     report = (tmp_path / "profiles" / "profile-http.txt").read_text()
     assert report.startswith("# profile-http: http.server")
     assert "## Self time by package" in report
-    assert "socketserver" in report.split("## Self time by function")[0]
     assert "## Self time by function" in report
-    assert "## Inclusive time by function" in report
+    inclusive = report.split("## Inclusive time by function")[1].split("## Call tree")[0]
+    # Self time per package depends on where the samples happen to land (CI once saw only
+    # selectors and threading); the main thread's loop is inclusive in every sample.
+    assert "serve_forever  socketserver.py" in inclusive
     assert "Call tree" in report
     assert "serve_forever" in report  # the main thread was sampled while the phase ran
     assert (tmp_path / "profiles" / "profile-http.html").read_text().lstrip().startswith("<")
