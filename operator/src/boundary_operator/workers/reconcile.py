@@ -7,8 +7,9 @@ manifest is applied only when the live object lacks what we would send (a change
 token Secret only when its tokens change, and Boundary only when a worker is missing or gone.
 
 Round trips that do not depend on each other go together: the reads of a reconcile are one
-concurrent round, and so are the manifests the StatefulSet refers to, applied before it (a pod
-started or rolled by a new StatefulSet must find its new ConfigMap and tokens)."""
+concurrent round (a resource just created has nothing to read, so it skips them), and so are
+the manifests the StatefulSet refers to, applied before it (a pod started or rolled by a new
+StatefulSet must find its new ConfigMap and tokens)."""
 
 from __future__ import annotations
 
@@ -137,8 +138,8 @@ class WorkerService:
 
     async def reconcile(self, body: Manifest, *, created: bool = False) -> SyncResult:
         """Bring the resource's workers and objects to what it asks for. `created`: the
-        resource was just created, so none of its Boundary workers can exist yet; they are
-        registered while its objects are read."""
+        resource was just created, so none of its Boundary workers or objects can exist yet;
+        they are registered and applied without a look first."""
         result = SyncResult()
         identity = self.identity(body)
         try:
@@ -156,16 +157,17 @@ class WorkerService:
         registrar = self.registrar(identity)
         reregister = _ordinals(body["metadata"].get("annotations", {}).get(REREGISTER_ANNOTATION))
         fresh = automatic and spec.replicas > 0 and not reregister
-        reading = self._read(identity, ref.name if ref is not None else None)
         early: Registration | None = None
+        pods: dict[str, Manifest] | None = None
         try:
             if created and fresh and registrar is not None:
-                (live, pods), early = await asyncio.gather(
-                    reading, registrar.register_all(spec.replicas, result)
-                )
+                # Just created: there is nothing of ours to compare with yet, so registering
+                # is the only round before the first apply; the pods are read after it.
+                live: Live = {}
+                early = await registrar.register_all(spec.replicas, result)
             else:
-                live, pods = await reading
-            token_secret = live[("Secret", naming.token_secret_name(identity.name))]
+                live, pods = await self._read(identity, ref.name if ref is not None else None)
+            token_secret = live.get(("Secret", naming.token_secret_name(identity.name)))
             if early is None and fresh and registrar is not None and token_secret is None:
                 # No token Secret yet (a first reconcile, usually): register before listing.
                 early = await registrar.register_all(spec.replicas, result)
@@ -177,7 +179,7 @@ class WorkerService:
                 default_image=self.settings.worker_image,
                 cluster_domain=self.settings.cluster_domain,
                 load_balancer_address=_load_balancer_address(
-                    live[("Service", naming.proxy_service_name(identity.name))]
+                    live.get(("Service", naming.proxy_service_name(identity.name)))
                 ),
                 generation=int(body["metadata"].get("generation", 0)),
             )
@@ -226,6 +228,8 @@ class WorkerService:
             )
         for manifests in builders.apply_rounds(builders.build_all(ctx, tokens)):
             await asyncio.gather(*(self._apply(manifest, live) for manifest in manifests))
+        if pods is None:
+            pods = await self._pods(identity)
         if reregister:
             await self._finish_reregistration(ctx, reregister, result)
 
