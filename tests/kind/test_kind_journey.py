@@ -419,6 +419,23 @@ def owned_versions(cluster: KindCluster) -> dict[str, str]:
     return versions
 
 
+def settled_versions(
+    cluster: KindCluster, quiet: float = 12.0, timeout: float = 120.0
+) -> dict[str, str]:
+    """owned_versions once they have not changed for `quiet` seconds, longer than the 10 s
+    status refresh: a test before may have left a worker pod coming back, whose status the
+    operator rightly keeps writing until it has settled."""
+    deadline = time.monotonic() + timeout
+    versions, since = owned_versions(cluster), time.monotonic()
+    while time.monotonic() - since < quiet:
+        assert time.monotonic() < deadline, f"still changing after {timeout:.0f} s: {versions}"
+        time.sleep(2)
+        now = owned_versions(cluster)
+        if now != versions:
+            versions, since = now, time.monotonic()
+    return versions
+
+
 def metric_total(metrics: str, name: str, **labels: str) -> float:
     """The sum of a metric's samples with these labels; an unlabelled sample (a plain gauge,
     `name value`) counts when no label is asked for."""
@@ -442,8 +459,8 @@ def test_a_deleted_leader_is_replaced_within_15_s_without_writes(
     every quarter of its duration, and the Deployment's replacement pod, when it starts first
     after the release, may take it first (seen on kind: 4 s after the delete)."""
     kubectl = kind_cluster.kubectl
+    versions = settled_versions(kind_cluster)
     old = leader_pod(kind_cluster)["metadata"]["name"]
-    versions = owned_versions(kind_cluster)
     warnings_before = kubectl(
         "get", "events", "-A", "--field-selector", "type=Warning", "-o", "name"
     )
