@@ -161,3 +161,24 @@ async def pod_watch(events: asyncio.Queue[posting.K8sEvent]) -> None:
     assert draining() == []
     assert events.get_nowait().reason == "Serving"
     await runtime.aclose()
+
+
+async def test_a_pod_neither_stopping_nor_ready_asks_nothing_of_either_side() -> None:
+    with kopf_events():
+        await pod_not_ready()
+
+
+async def pod_not_ready() -> None:
+    controller, kube = FakeController(), FakeKube()
+    kube.put({**BODY, "spec": {"registration": {"initialUpstreams": ["c:9201"]}, "replicas": 2}})
+    runtime = runtime_on(controller, kube)
+    await tick(runtime, kube)
+    kube.objects[("Pod", "ns", "edge-1")]["status"] = {
+        "conditions": [{"type": "Ready", "status": "False"}]
+    }
+    calls = sum(controller.reads.values()) + controller.total_writes
+    kube_calls = sum(kube.reads.values()) + kube.total_writes
+    await pod_changed(runtime, kube, "edge-1")  # as a pod just created, not yet Ready
+    assert sum(controller.reads.values()) + controller.total_writes == calls
+    assert sum(kube.reads.values()) + kube.total_writes == kube_calls
+    await runtime.aclose()

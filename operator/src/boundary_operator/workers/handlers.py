@@ -125,6 +125,12 @@ async def worker_pod_changed(
     state = (draining.is_stopping(dict(body)), draining.is_ready(dict(body)))
     if runtime.pod_states.get(meta["uid"]) == state:
         return
+    if state == (False, False):
+        # Neither stopping nor Ready (a pod just created, or failing its probe): its worker's
+        # mark stays as it is, so there is nothing to read. A scale-down's pods beyond the
+        # replicas are marked as they start stopping, or by the reconcile.
+        runtime.pod_states[meta["uid"]] = state
+        return
     name = (meta.get("labels") or {}).get(f"{GROUP}/worker")
     if not name:
         return
