@@ -2,8 +2,8 @@
 its Boundary worker all present, p50 and p95 over N resources; and the operator's peak RSS.
 Baseline (the raw-API floor): the same Boundary worker creation and the same manifests applied
 directly with the same clients, with no operator in between. Both sides create the resource
-the same way (a server-side apply in process) and apply the manifests in the same concurrent
-rounds; each side runs RUNS times, turn about.
+the same way (a server-side apply in process), apply the manifests in the same concurrent
+rounds, and pause PACE before each create; each side runs RUNS times, turn about.
 
     uv run python -m bench.operator_workers [--count 20] [--runs 3]
 """
@@ -37,6 +37,12 @@ from boundary_operator.workers.spec import WorkerSpec
 REPO = Path(__file__).resolve().parents[1]
 POLL = 0.005
 """Seconds between looks for the StatefulSet the operator applies (one GET each)."""
+PACE = 0.5
+"""Seconds both sides wait before each create, so that what follows the previous one (the
+operator's status, annotations and Events; on both sides the controller-manager starting its
+pods) is not measured as part of the next: each sample is one create on a quiet stack, as a
+user applying a resource sees it. Back to back, the operator's extra writes for one resource
+(about 8, on the 2 cores it shares with the apiserver) slow the next one's applies."""
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -94,6 +100,7 @@ async def through_operator(
         with profiled.phase("worker_reconcile") if profiled else contextlib.nullcontext():
             for i in range(count):
                 name = f"w{i}"
+                await asyncio.sleep(PACE)
                 started = time.perf_counter()
                 await kube.apply(_resource(env, name, namespace))
                 # The operator applies the StatefulSet after the round that wrote the token
@@ -127,6 +134,7 @@ async def raw_floor(env: StackEnv, kubectl: Kubectl, count: int) -> list[float]:
     try:
         for i in range(count):
             name = f"w{i}"
+            await asyncio.sleep(PACE)
             started = time.perf_counter()
             resource = await kube.apply(_resource(env, name, namespace))
             worker = await boundary.workers.create_controller_led(
