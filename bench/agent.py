@@ -467,12 +467,12 @@ def _burst_rows(running: RunningAgent, result: dict[str, object]) -> list[Row]:
 
 
 def _boundary_connect(
-    cli: BoundaryCLI, target_id: str, work: Path, attempts: int = 3
+    cli: BoundaryCLI, target_id: str, work: Path, attempts: int = 8
 ) -> tuple[float, float, float, int]:
     """(first-connection setup, throughput, second-connection TTFB) through `boundary
     connect`. A run the worker cuts short is retried with a fresh process; how many failed is
     reported. (Seen here: the worker closing a `boundary connect` handshake with "received
-    header with unexpected rsv bits".)"""
+    header with unexpected rsv bits", once 3 times in a row.)"""
     for attempt in range(attempts):
         port = free_port()
         connect = ManagedProcess(
