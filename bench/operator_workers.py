@@ -83,18 +83,17 @@ def _user(env: StackEnv) -> KubeClient:
 
 
 async def _watch_stateful_sets(
-    kube: KubeClient, namespace: str, appeared: dict[str, asyncio.Event], at: dict[str, float]
+    kube: KubeClient, namespace: str, appeared: dict[str, asyncio.Future[float]]
 ) -> None:
-    """When each StatefulSet of `namespace` first appears, from a watch: its event comes about
-    a millisecond after the write. Polling added its interval to every sample, and a GET every
-    few milliseconds to the apiserver the operator shares the machine with."""
+    """When each StatefulSet of `namespace` first appears, from a watch. Polling added up to
+    its interval to every sample (the floor times itself in process), and a GET every few
+    milliseconds to the apiserver the operator shares the machine with."""
     async with ApiClient((await kube.credentials()).configuration) as api:
         stream = watch.Watch().stream(AppsV1Api(api).list_namespaced_stateful_set, namespace)
         async for event in stream:
-            name = event["raw_object"]["metadata"]["name"]
-            if event["type"] == "ADDED" and name not in at:
-                at[name] = time.perf_counter()
-                appeared[name].set()
+            seen = appeared[event["raw_object"]["metadata"]["name"]]
+            if event["type"] == "ADDED" and not seen.done():
+                seen.set_result(time.perf_counter())
 
 
 async def through_operator(
@@ -113,9 +112,10 @@ async def through_operator(
     kube = _user(env)
     boundary = await _login(env)
     samples = []
-    appeared: dict[str, asyncio.Event] = collections.defaultdict(asyncio.Event)
-    at: dict[str, float] = {}
-    watching = asyncio.create_task(_watch_stateful_sets(kube, namespace, appeared, at))
+    appeared = collections.defaultdict[str, asyncio.Future[float]](
+        asyncio.get_running_loop().create_future
+    )
+    watching = asyncio.create_task(_watch_stateful_sets(kube, namespace, appeared))
     try:
         await asyncio.sleep(3)  # let the operator and the watch start
         with profiled.phase("worker_reconcile") if profiled else contextlib.nullcontext():
@@ -128,8 +128,7 @@ async def through_operator(
                 # Secret, which it writes once the Boundary worker is created (the token comes
                 # from that call): the StatefulSet present means registered. Watching Boundary
                 # instead would hit its list rate limit (150 per 30 s per token).
-                await asyncio.wait_for(appeared[name].wait(), timeout=60)
-                samples.append(at[name] - started)
+                samples.append(await asyncio.wait_for(appeared[name], timeout=60) - started)
                 assert await kube.get("Secret", namespace, token_secret_name(name))
         registered = await boundary.workers.list(
             filter=f'"/item/name" matches "^{cluster}-{namespace}-w[0-9]+-0$"'

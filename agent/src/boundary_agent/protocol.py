@@ -14,6 +14,7 @@ import asyncio
 import base64
 import contextlib
 import datetime
+import functools
 import hashlib
 import logging
 import os
@@ -529,24 +530,22 @@ async def open_channel(
     handshake (HandshakeMisread), one more connection per HANDSHAKE_SETTLE_S entry, each
     waiting longer before it sends the handshake; one connection otherwise.
     `context`: the session's tls_context(), built once for all its connections."""
-    context = context or tls_context(data)
-    last = len(HANDSHAKE_SETTLE_S)
-    for attempt, settle in enumerate(HANDSHAKE_SETTLE_S, 1):
+    once = functools.partial(
+        _open_channel_once,
+        data,
+        tofu_token,
+        command=command,
+        worker_index=worker_index,
+        timeout=timeout,
+        context=context or tls_context(data),
+    )
+    *retried, final = HANDSHAKE_SETTLE_S
+    for attempt, settle in enumerate(retried, 1):
         try:
-            return await _open_channel_once(
-                data,
-                tofu_token,
-                command=command,
-                worker_index=worker_index,
-                timeout=timeout,
-                context=context,
-                settle=settle,
-            )
+            return await once(settle=settle)
         except HandshakeMisread as exc:
-            if attempt == last:
-                raise
             log.info("worker misread the handshake (attempt %d), trying again: %s", attempt, exc)
-    raise AssertionError("HANDSHAKE_SETTLE_S is empty")
+    return await once(settle=final)
 
 
 async def _connect(

@@ -41,7 +41,7 @@ def count_boundary_attempt(method: str, status: int) -> None:
     BOUNDARY_REQUESTS.labels(method=method, code=str(status)).inc()
 
 
-def count_kube_request(method: str, status: int, path: str = "") -> None:
+def count_kube_request(method: str, status: int, path: str) -> None:
     counter = LEASE_REQUESTS if "/leases" in path else KUBE_REQUESTS
     counter.labels(method=method, code=str(status)).inc()
 
