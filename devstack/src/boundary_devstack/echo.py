@@ -92,8 +92,9 @@ def stream_through_boundary(
             stream = EchoStream("127.0.0.1", port)
             try:
                 stream.exchange()
-            except (OSError, StreamBroken):
+            except (OSError, StreamBroken) as exc:
                 stream.close()
+                print(f"stream try {attempt} of {attempts} failed ({exc}); see {log}")
                 if attempt == attempts:
                     raise
                 continue
