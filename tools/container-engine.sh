@@ -24,6 +24,14 @@ export DOCKER_HOST=unix://$socket
 
 answers() { [[ -S $socket ]] && timeout 5 docker version >/dev/null 2>&1; }
 
+close_inherited_descriptors() {
+  local path fd
+  for path in "/proc/$BASHPID/fd"/*; do
+    fd=${path##*/}
+    if ((fd > 2)); then eval "exec $fd>&-"; fi
+  done
+}
+
 start() {
   answers && return 0
   command -v dockerd >/dev/null || { echo "container-engine: dockerd not found (make tools installs docker.io)" >&2; exit 2; }
@@ -51,9 +59,14 @@ JSON
   # Bridged traffic must pass iptables for the NAT and isolation rules dockerd installs.
   "${sudo[@]}" modprobe br_netfilter 2>/dev/null || true
   "${sudo[@]}" sysctl -qw net.ipv4.ip_forward=1
-  "${sudo[@]}" sh -c "exec dockerd --config-file '$state/daemon.json' --data-root '$state/data' \
-    --exec-root '$run/exec' --pidfile '$run/dockerd.pid' --host 'unix://$socket' \
-    >>'$state/dockerd.log' 2>&1 &"
+  # dockerd outlives this script: it must not inherit the caller's descriptors (a lock file
+  # held open by `flock` would stay locked for as long as dockerd runs).
+  (
+    close_inherited_descriptors
+    "${sudo[@]}" sh -c "exec dockerd --config-file '$state/daemon.json' --data-root '$state/data' \
+      --exec-root '$run/exec' --pidfile '$run/dockerd.pid' --host 'unix://$socket' \
+      </dev/null >>'$state/dockerd.log' 2>&1 &"
+  )
   for _ in $(seq 60); do
     answers && return 0
     sleep 1
