@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, cast
 
+import dns.message
 import pytest
 from stub_controller import StubController, alias, token
 
@@ -145,6 +146,39 @@ async def test_a_listener_that_cannot_bind_is_reported_and_tried_again_next_roun
         assert answered.addresses == (address,)
         with socket.create_connection((address, port), timeout=2):
             pass  # the agent listens there now
+
+
+async def test_a_name_sent_upstream_while_its_listener_could_not_bind_is_answered_once_it_listens(
+    tmp_path: Path,
+) -> None:
+    """The resolver remembers that a name goes upstream; the listener coming up in a later
+    round (the aliases unchanged) must make it forget that."""
+    config = _config(tmp_path)
+    address = _first_address(config)
+    port = _free_port(address)
+    controller = StubController(aliases=[alias(ALIAS)], target_port=port)
+    squatter = socket.socket()
+    squatter.bind((address, port))
+    squatter.listen()
+    query = dns.message.make_query(ALIAS, "A").to_wire()
+    replies: list[bytes] = []
+    loop = asyncio.get_running_loop()
+    async with _agent(config, controller) as agent:
+        try:
+            await agent.add_token(UID, "http://controller.test", token())
+            agent.resolver.respond(query, replies.append, loop)
+            assert agent.resolver.forwarded == 1, "no listener: the name went upstream"
+            squatter.close()
+            user = agent.users.get(UID)
+            assert user is not None
+            await agent.refresh_user(user)
+            agent.resolver.respond(query, replies.append, loop)
+            assert agent.resolver.forwarded == 1
+            answer = dns.message.from_wire(replies[-1])
+            assert [r.to_text() for rrset in answer.answer for r in rrset] == [address]
+        finally:
+            squatter.close()
+            agent.resolver.close()
 
 
 async def test_adding_an_address_neither_blocks_the_loop_nor_hides_a_failure(

@@ -283,3 +283,34 @@ def test_cached_alias_answers_end_with_pause_and_come_back_with_resume(tmp_path:
     assert answered() == []  # not ours while paused: the query goes upstream
     agent.resume()
     assert answered() == [address]
+
+
+def test_a_query_asked_again_is_answered_from_its_remembered_outcome_with_its_own_id(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("boundary_agent.dns.KNOWN_QUERIES_LIMIT", 2)
+    local = LocalAddresses(("127.77.0.9",))
+    asked: list[str] = []
+
+    def lookup(name: str) -> LocalAddresses | None:
+        asked.append(name)
+        return local if name.startswith("db") else None
+
+    resolver = Resolver(lookup, [])
+    replies: list[bytes] = []
+    loop = asyncio.new_event_loop()
+    try:
+        for query_id in (1, 2):
+            query = dns.message.make_query("db.test", "A")
+            query.id = query_id
+            resolver.respond(query.to_wire(), replies.append, loop)
+        assert [dns.message.from_wire(r).id for r in replies] == [1, 2]
+        assert replies[0][2:] == replies[1][2:]
+        assert asked == ["db.test"], "the second time from what the first left"
+        for name in ("db2.test", "db3.test"):
+            resolver.respond(dns.message.make_query(name, "A").to_wire(), replies.append, loop)
+        assert len(resolver._known) <= 2, "bounded: dropped whole when full"
+        assert resolver.answered == 4
+    finally:
+        resolver.close()
+        loop.close()

@@ -207,10 +207,15 @@ class Agent:
         port = await self._target_port(user, alias)
         if port is None:
             return
+        new = self.listeners.addresses(alias.value) is None
         try:
             await self.listeners.listen(alias.value, port)
         except ListenError as exc:
             self.health.record_error(str(exc))  # the next refresh tries again
+            return
+        if new:
+            # The name went upstream until now, and the resolver remembers that.
+            self.resolver.forget_answers()
 
     # ------------------------------------------------------------------ connections
 

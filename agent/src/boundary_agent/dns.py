@@ -33,6 +33,9 @@ READ_BATCH = 64
 """Datagrams read per wake-up of a DNS socket, at most: then the loop's other work gets a turn."""
 ANSWER_CACHE_LIMIT = 4096
 """Alias answers kept as wire, by name and type: aliases x 3 types, bounded all the same."""
+KNOWN_QUERIES_LIMIT = 4096
+"""Queries whose outcome is kept by their wire (Resolver._known); the whole table is dropped
+when it is full, so a client asking ever new names costs a re-parse, never unbounded memory."""
 POOL_SOCKETS = 8
 """Upstream UDP sockets per address family, each on its own random port."""
 SWEEP_INTERVAL = 0.05
@@ -72,14 +75,24 @@ class Resolver:
     forwarded: int = field(default=0, init=False)
     answered: int = field(default=0, init=False)
     _answers: dict[bytes, tuple[int, bytes]] = field(default_factory=dict, init=False)
+    _known: dict[bytes, tuple[bytes | None, int]] = field(default_factory=dict, init=False)
+    """What the fast path made of a simple query before, by its wire after the id: its alias
+    answer after the id (None: it goes upstream), and where its question ends. A query asked
+    again (most are) then costs one lookup, not a parse and an alias lookup."""
     _pool: UpstreamPool | None = field(default=None, init=False)
 
     def forget_answers(self) -> None:
-        """Drop the cached alias answers: the agent's aliases, users or pause state changed."""
+        """Drop the cached alias answers and outcomes. Call it whenever lookup() may answer a
+        name differently: the agent's aliases, users, listeners or pause state changed."""
         self._answers.clear()
+        self._known.clear()
 
     def pool(self) -> UpstreamPool:
-        loop = asyncio.get_running_loop()
+        return self.pool_for(asyncio.get_running_loop())
+
+    def pool_for(self, loop: asyncio.AbstractEventLoop) -> UpstreamPool:
+        """The pool of `loop`, which must be the running loop. Callers that know it say so:
+        asyncio.get_running_loop() costs a getpid() system call."""
         if self._pool is None or self._pool.loop is not loop:
             self._pool = UpstreamPool(self, loop)
         return self._pool
@@ -91,6 +104,12 @@ class Resolver:
 
     def alias_answer(self, wire: bytes, query: dnswire.SimpleQuery) -> bytes | None:
         """The answer to a simple query for an alias, from cached wire; None: not an alias."""
+        answer = self._alias_answer(wire, query)
+        if answer is not None:
+            self.answered += 1
+        return answer
+
+    def _alias_answer(self, wire: bytes, query: dnswire.SimpleQuery) -> bytes | None:
         records = self._answers.get(query.key)
         if records is None:
             name = dnswire.alias_name(query)
@@ -100,43 +119,44 @@ class Resolver:
             records = dnswire.address_records(addresses.of_type(query.qtype), ALIAS_TTL)
             if len(self._answers) < ANSWER_CACHE_LIMIT:
                 self._answers[query.key] = records
-        self.answered += 1
         return dnswire.response(wire, query, records, flags=dnswire.AA)
 
-    def forward_simple(
-        self, wire: bytes, query: dnswire.SimpleQuery, reply: Callable[[bytes], None]
+    def _outcome(self, wire: bytes) -> tuple[bytes | None, int] | None:
+        """What the fast path makes of a query (see _known), remembered; None: not a simple
+        query, dnspython's to judge."""
+        query = dnswire.parse_simple_query(wire)
+        if query is None:
+            return None
+        answer = self._alias_answer(wire, query)
+        outcome = (None if answer is None else answer[2:], query.question_end)
+        if len(self._known) >= KNOWN_QUERIES_LIMIT:
+            self._known.clear()
+        self._known[wire[2:]] = outcome
+        return outcome
+
+    def respond(
+        self, wire: bytes, reply: Callable[[bytes], None], loop: asyncio.AbstractEventLoop
     ) -> None:
-        """Forward a simple query over UDP; reply() gets the upstream's answer or SERVFAIL."""
-        self.forwarded += 1
-        question = wire[12 : query.question_end]
-
-        def done(answer: bytes | None) -> None:
-            reply(answer if answer is not None else dnswire.servfail(wire, query))
-
-        self.pool().send(wire, functools.partial(dnswire.answers_question, question=question), done)
-
-    def respond(self, wire: bytes, reply: Callable[[bytes], None]) -> None:
-        """Answer a query that came over UDP: reply() gets the answer, now or once an upstream
-        has answered, or is never called (nothing to answer). Nothing waits in a task, and a
-        query forwarded holds only its wire while it waits."""
-        simple = dnswire.parse_simple_query(wire)
-        if simple is not None:
-            answer = self.alias_answer(wire, simple)
-            if answer is None:
-                self.forward_simple(wire, simple, reply)
-            else:
-                reply(answer)
+        """Answer a query that came over UDP on `loop` (the running one): reply() gets the
+        answer, now or once an upstream has answered, or is never called (nothing to answer).
+        Nothing waits in a task, and a query forwarded holds only its wire while it waits."""
+        outcome = self._known.get(wire[2:]) or self._outcome(wire)
+        if outcome is not None:
+            answer, question_end = outcome
+            if answer is not None:
+                self.answered += 1
+                reply(wire[:2] + answer)
+                return
+            self.forwarded += 1
+            # SERVFAIL when no upstream answers: parsed again then, as that is rare.
+            self.pool_for(loop).send(wire, wire[12:question_end], reply, _simple_servfail)
             return
         answer, forward = self._answer_or_forward(wire)
         if answer is not None:
             reply(answer)
         elif forward:
             self.forwarded += 1
-
-            def done(upstream_answer: bytes | None) -> None:
-                reply(upstream_answer if upstream_answer is not None else _servfail(wire))
-
-            self.pool().send(wire, functools.partial(_answers_query_wire, wire), done)
+            self.pool_for(loop).send(wire, None, reply, _servfail)
 
     async def handle(self, wire: bytes, via_tcp: bool) -> bytes | None:
         """The answer to a query (None: nothing to answer), over either transport."""
@@ -170,14 +190,15 @@ class Resolver:
                 return _alias_answer(query, question, addresses).to_wire(), False
         return None, True
 
-    async def _forward_udp(self, wire: bytes) -> bytes | None:
-        future: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
+    async def _forward_udp(self, wire: bytes) -> bytes:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[bytes] = loop.create_future()
 
-        def done(answer: bytes | None) -> None:
+        def done(answer: bytes) -> None:
             if not future.done():
                 future.set_result(answer)
 
-        self.pool().send(wire, functools.partial(_answers_query_wire, wire), done)
+        self.pool_for(loop).send(wire, None, done, _servfail)
         return await future
 
     async def _forward_tcp(self, wire: bytes) -> bytes | None:
@@ -202,8 +223,12 @@ class _Pending:
     """A query on its way upstream: sent as `wire` with the id `qid` on `socket`."""
 
     wire: bytes
-    accept: Callable[[bytes], bool]
-    done: Callable[[bytes | None], None]
+    question: bytes | None
+    """Its question section, for the fast structural check of an answer; None: a query only
+    dnspython parses, whose answers it checks."""
+    reply: Callable[[bytes], None]
+    """Gets the answer, or servfail(wire) once no upstream gave an acceptable one."""
+    servfail: Callable[[bytes], bytes]
     index: int = 0
     """Which upstream it is at."""
     upstream: tuple[str, int] = ("", 0)
@@ -323,9 +348,14 @@ class UpstreamPool:
         return self._normal[host]
 
     def send(
-        self, wire: bytes, accept: Callable[[bytes], bool], done: Callable[[bytes | None], None]
+        self,
+        wire: bytes,
+        question: bytes | None,
+        reply: Callable[[bytes], None],
+        servfail: Callable[[bytes], bytes],
     ) -> None:
-        self._try(_Pending(wire, accept, done), 0)
+        """Forward `wire` (see _Pending for the rest)."""
+        self._try(_Pending(wire, question, reply, servfail), 0)
 
     def _try(self, pending: _Pending, index: int) -> None:
         upstreams = self.resolver.upstreams
@@ -347,7 +377,7 @@ class UpstreamPool:
             if self._sweep is None:
                 self._sweep = self.loop.call_later(SWEEP_INTERVAL, self._swept)
             return
-        pending.done(None)
+        pending.reply(pending.servfail(pending.wire))
 
     def _forget(self, pending: _Pending) -> None:
         self._waiting.pop(pending, None)
@@ -360,8 +390,13 @@ class UpstreamPool:
         """An answer (all but its id) from where `pending` went, with its id."""
         self._forget(pending)
         answer = pending.wire[:2] + body
-        if pending.accept(answer):
-            pending.done(answer)
+        question = pending.question
+        if (
+            dnswire.answers_question(answer, question)
+            if question is not None
+            else _answers_query_wire(pending.wire, answer)
+        ):
+            pending.reply(answer)
             return
         log.debug("upstream %s:%d sent a malformed answer", *pending.upstream)
         self._try(pending, pending.index + 1)
@@ -427,6 +462,13 @@ def _answers(query: dns.message.Message, wire: bytes) -> bool:
 def _answers_query_wire(query_wire: bytes, wire: bytes) -> bool:
     """_answers() for a query kept as its wire (it parsed once already)."""
     return _answers(_from_wire(query_wire), wire)
+
+
+def _simple_servfail(query_wire: bytes) -> bytes:
+    """SERVFAIL for a query the fast path parsed."""
+    query = dnswire.parse_simple_query(query_wire)
+    assert query is not None  # it parsed when it was sent
+    return dnswire.servfail(query_wire, query)
 
 
 def _servfail(query_wire: bytes) -> bytes:
@@ -509,7 +551,7 @@ class _UDPListener:
 
     def received(self, data: bytes, addr: tuple[str, int]) -> None:
         try:
-            self.resolver.respond(data, functools.partial(self._send, addr=addr))
+            self.resolver.respond(data, functools.partial(self._send, addr=addr), self.loop)
         except Exception:
             log.exception("DNS query from %s failed", addr[0])
 
