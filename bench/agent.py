@@ -2,7 +2,8 @@
 
 - DNS: queries per second (dnsperf) and p50/p99 latency (dnspython, one at a time) for alias
   answers and for forwarded queries; baseline: dnsmasq answering the same names itself, under
-  the same load. Forwarding cost: agent-forwarded latency minus asking the upstream directly.
+  the same load. Forwarding cost: agent-forwarded latency minus asking the upstream directly,
+  beside the same for dnsmasq forwarding and for the CPython floor (bench.python_forwarder).
 - Proxy: download throughput and first/second connection setup through the agent; baselines:
   `boundary connect` through the same worker to the same backend, and direct loopback.
 - Memory: the agent's RSS idle, after the load, and after each of two bursts of 500
@@ -137,6 +138,8 @@ class RunningAgent:
     http_port: int
     upstream_port: int
     baseline_port: int
+    floor_port: int
+    """bench.python_forwarder, forwarding to the same upstream."""
     rss_idle_kib: int
     """Started, before any login."""
     rss_logged_in_kib: int
@@ -179,7 +182,7 @@ def running_agent(
     alias_names = [f"svc{i}.{tag}.test" for i in range(20)]
     forward_names = [f"fwd{i}.upstream.test" for i in range(20)]
     http_port, upstream_port = free_port(), free_port(UPSTREAM_HOST)
-    baseline_port = free_port(UPSTREAM_HOST)
+    baseline_port, floor_port = free_port(UPSTREAM_HOST), free_port(UPSTREAM_HOST)
     http = ManagedProcess(
         "http",
         [
@@ -211,6 +214,19 @@ def running_agent(
         addresses={f"{tag}.test": "127.77.0.9"},
         servers={"upstream.test": f"{UPSTREAM_HOST}#{upstream_port}"},
         cache_size=0,
+    )
+    floor = ManagedProcess(
+        "python-forwarder",
+        [
+            sys.executable,
+            "-m",
+            "bench.python_forwarder",
+            UPSTREAM_HOST,
+            str(floor_port),
+            UPSTREAM_HOST,
+            str(upstream_port),
+        ],
+        log_path=work / "floor.log",
     )
     burst_alias = f"burst.{tag}.test"
     backend = _ShortAnswers()
@@ -250,7 +266,7 @@ def running_agent(
 
     target_ids = asyncio.run(make_targets())
     try:
-        with _processes(http, upstream, baseline, agent), backend:
+        with _processes(http, upstream, baseline, floor, agent), backend:
             agent.wait_healthy(local.state_file.exists, 30)
             time.sleep(1)  # settled: the control API and DNS are up
             rss_idle_kib = _rss_kib(agent.pid)
@@ -268,6 +284,7 @@ def running_agent(
                 http_port,
                 upstream_port,
                 baseline_port,
+                floor_port,
                 rss_idle_kib,
                 _rss_kib(agent.pid),
                 burst_address,
@@ -339,28 +356,41 @@ def _dns_rows(
                     higher_is_better=False,
                 )
             )
-    # The forwarding cost: what asking the agent adds to asking its upstream directly.
-    via_agent, direct = interleaved(
+    # The forwarding cost: what asking the agent adds to asking its upstream directly; and, in
+    # the same rounds, what dnsmasq forwarding and the least a CPython forwarder does add.
+    forwarders = {
+        "agent": ours_at,
+        "dnsmasq": theirs_at,
+        "python_floor": (UPSTREAM_HOST, running.floor_port),
+    }
+    *forwarded, direct = interleaved(
         runs,
-        lambda: _latencies(*ours_at, running.forward_names, LATENCY_QUERIES),
-        lambda: _latencies(
-            UPSTREAM_HOST, running.upstream_port, running.forward_names, LATENCY_QUERIES
+        *(
+            functools.partial(_latencies, *at, running.forward_names, LATENCY_QUERIES)
+            for at in [*forwarders.values(), (UPSTREAM_HOST, running.upstream_port)]
         ),
     )
-    rows.append(
-        row(
-            "agent DNS",
-            "forwarded, p50 latency",
-            "ms",
-            [percentile(s, 0.5) for s in via_agent],
-            "its upstream dnsmasq asked directly",
-            [percentile(s, 0.5) for s in direct],
-            higher_is_better=False,
+    via = dict(zip(forwarders, forwarded, strict=True))
+    for baseline, samples in (
+        ("its upstream dnsmasq asked directly", direct),
+        ("bench.python_forwarder (the CPython floor)", via["python_floor"]),
+    ):
+        rows.append(
+            row(
+                "agent DNS",
+                "forwarded, p50 latency",
+                "ms",
+                [percentile(s, 0.5) for s in via["agent"]],
+                baseline,
+                [percentile(s, 0.5) for s in samples],
+                higher_is_better=False,
+            )
         )
-    )
-    result["forwarding_added_p50_ms"] = spread(
-        [percentile(a, 0.5) - percentile(d, 0.5) for a, d in zip(via_agent, direct, strict=True)]
-    )
+    for name, samples in via.items():
+        prefix = "" if name == "agent" else f"{name}_"
+        result[f"{prefix}forwarding_added_p50_ms"] = spread(
+            [percentile(a, 0.5) - percentile(d, 0.5) for a, d in zip(samples, direct, strict=True)]
+        )
     return rows
 
 
