@@ -61,6 +61,17 @@ def _first_address(config: AgentConfig) -> str:
     return config.v4_prefix.replace("0.0/16", "0.2")
 
 
+def _port_taken(config: AgentConfig) -> tuple[str, int, socket.socket]:
+    """The alias's first local address, a port there, and a socket already listening on it
+    (so the agent's listener cannot bind until it is closed)."""
+    address = _first_address(config)
+    port = _free_port(address)
+    squatter = socket.socket()
+    squatter.bind((address, port))
+    squatter.listen()
+    return address, port, squatter
+
+
 async def _eventually(predicate: Callable[[], bool], timeout: float = 3.0) -> bool:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
@@ -123,12 +134,8 @@ async def test_a_listener_that_cannot_bind_is_reported_and_tried_again_next_roun
     tmp_path: Path,
 ) -> None:
     config = _config(tmp_path)
-    address = _first_address(config)
-    port = _free_port(address)
+    address, port, squatter = _port_taken(config)
     controller = StubController(aliases=[alias(ALIAS)], target_port=port)
-    squatter = socket.socket()
-    squatter.bind((address, port))
-    squatter.listen()
     async with _agent(config, controller) as agent:
         try:
             await agent.add_token(UID, "http://controller.test", token())
@@ -154,12 +161,8 @@ async def test_a_name_sent_upstream_while_its_listener_could_not_bind_is_answere
     """The resolver remembers that a name goes upstream; the listener coming up in a later
     round (the aliases unchanged) must make it forget that."""
     config = _config(tmp_path)
-    address = _first_address(config)
-    port = _free_port(address)
+    address, port, squatter = _port_taken(config)
     controller = StubController(aliases=[alias(ALIAS)], target_port=port)
-    squatter = socket.socket()
-    squatter.bind((address, port))
-    squatter.listen()
     query = dns.message.make_query(ALIAS, "A").to_wire()
     replies: list[bytes] = []
     loop = asyncio.get_running_loop()
