@@ -288,29 +288,36 @@ def test_cached_alias_answers_end_with_pause_and_come_back_with_resume(tmp_path:
 def test_a_query_asked_again_is_answered_from_its_remembered_outcome_with_its_own_id(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """The alias lookup runs once per query wire, for aliases and for names that go upstream
+    alike, until the remembered outcomes fill up and are dropped whole."""
     monkeypatch.setattr("boundary_agent.dns.KNOWN_QUERIES_LIMIT", 2)
     local = LocalAddresses(("127.77.0.9",))
     asked: list[str] = []
 
     def lookup(name: str) -> LocalAddresses | None:
         asked.append(name)
-        return local if name.startswith("db") else None
+        return local if name == "db.test" else None
 
-    resolver = Resolver(lookup, [])
-    replies: list[bytes] = []
+    resolver = Resolver(lookup, [])  # no upstream: what goes there gets SERVFAIL at once
+    replies: list[dns.message.Message] = []
     loop = asyncio.new_event_loop()
+
+    def ask(name: str, query_id: int) -> None:
+        query = dns.message.make_query(name, "A")
+        query.id = query_id
+        resolver.respond(query.to_wire(), lambda r: replies.append(dns.message.from_wire(r)), loop)
+
     try:
         for query_id in (1, 2):
-            query = dns.message.make_query("db.test", "A")
-            query.id = query_id
-            resolver.respond(query.to_wire(), replies.append, loop)
-        assert [dns.message.from_wire(r).id for r in replies] == [1, 2]
-        assert replies[0][2:] == replies[1][2:]
-        assert asked == ["db.test"], "the second time from what the first left"
-        for name in ("db2.test", "db3.test"):
-            resolver.respond(dns.message.make_query(name, "A").to_wire(), replies.append, loop)
-        assert len(resolver._known) <= 2, "bounded: dropped whole when full"
-        assert resolver.answered == 4
+            ask("db.test", query_id)
+            ask("other.test", query_id)
+        assert [(r.id, r.rcode()) for r in replies] == [(1, 0), (1, 2), (2, 0), (2, 2)]
+        assert replies[0].answer == replies[2].answer
+        assert asked == ["db.test", "other.test"], "each the second time from what the first left"
+        ask("third.test", 3)  # a third query: the two remembered are dropped
+        ask("other.test", 4)
+        assert asked == ["db.test", "other.test", "third.test", "other.test"]
+        assert (resolver.answered, resolver.forwarded) == (2, 4)
     finally:
         resolver.close()
         loop.close()

@@ -318,6 +318,27 @@ def test_pause_defers_to_upstream_and_resume_brings_the_alias_back(
     assert dig(agent.dns_port, alias).startswith("127.77.")
 
 
+def test_a_query_repeated_byte_for_byte_follows_every_alias_change(
+    agent: LocalAgent, backend: tuple[int, str], stack_env: StackEnv
+) -> None:
+    """Without its cookie, dig asks with the same bytes but the id each time, so the agent
+    answers each repeat from what it made of the first. That must follow the name from
+    upstream to alias, through pause and resume, and back to upstream once the alias goes."""
+    name = f"later.{SUFFIX}"
+
+    def ask() -> str:
+        return dig(agent.dns_port, name, "+nocookie")
+
+    assert ask() == "192.0.2.99", "not an alias yet: the upstream answers"
+    with _aliased_target(stack_env, name, backend[0]):
+        assert wait_for(lambda: ask().startswith("127.77."), timeout=20)
+        agent.cli("pause")
+        assert ask() == "192.0.2.99"
+        agent.cli("resume")
+        assert ask().startswith("127.77.")
+    assert wait_for(lambda: ask() == "192.0.2.99", timeout=20), "the alias is gone"
+
+
 def test_the_official_cli_logs_in_lists_pauses_and_resumes_through_our_control_api(
     upstream: int,
     alias: str,
