@@ -21,7 +21,15 @@ import dns.rrset
 import pytest
 
 from boundary_agent import dnswire
-from boundary_agent.dns import LocalAddresses, Resolver, _alias_answer, _answers, _from_wire
+from boundary_agent.dns import (
+    POOL_SOCKETS,
+    LocalAddresses,
+    Resolver,
+    UpstreamPool,
+    _alias_answer,
+    _answers,
+    _from_wire,
+)
 
 ALIAS = "db.corp.test"
 ADDRESSES = LocalAddresses(("127.77.0.9", "fd12::9"))
@@ -241,3 +249,61 @@ def test_a_bad_upstream_fails_over_then_servfail(behave: str) -> None:
     assert [r.to_text() for rrset in answer.answer for r in rrset] == ["192.0.2.7"]
     (alone,) = asyncio.run(_forward([_Upstream(behave)]))
     assert alone.rcode() == dns.rcode.SERVFAIL
+
+
+def test_only_an_upstream_on_loopback_gets_a_single_socket() -> None:
+    async def routes() -> tuple[int, int, int]:
+        pool = UpstreamPool(Resolver(_lookup, []), asyncio.get_running_loop())
+        try:
+            loopback_v4 = len(pool._route("127.0.0.1", 53).sockets)
+            loopback_v6 = len(pool._route("::1", 53).sockets)
+            # Connecting a UDP socket sends nothing: no packet leaves for this test address.
+            try:
+                remote = pool._route("192.0.2.1", 53)
+            except OSError as exc:
+                pytest.skip(f"no route to a documentation address here: {exc}")
+            ports = {s.sock.getsockname()[1] for s in remote.sockets}
+            return loopback_v4, loopback_v6, len(ports)
+        finally:
+            pool.close()
+
+    assert asyncio.run(routes()) == (1, 1, POOL_SOCKETS)
+
+
+def test_an_answer_from_anywhere_but_the_upstream_is_not_taken() -> None:
+    """A forger on the machine that learnt the id and the port still cannot answer: the pool's
+    socket is connected to the upstream, so the kernel drops what comes from elsewhere."""
+
+    async def forge() -> dns.message.Message:
+        loop = asyncio.get_running_loop()
+        upstream = _Upstream("silent")
+        loop.add_reader(upstream.sock.fileno(), upstream.readable)
+        resolver = Resolver(_lookup, [("127.0.0.1", upstream.port)], timeout=0.5)
+        forger = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            query = dns.message.make_query("www.upstream.test", "A", id=4242)
+            answering = asyncio.ensure_future(resolver.handle(query.to_wire(), via_tcp=False))
+            for _ in range(500):  # until the query is out
+                if upstream.ids:
+                    break
+                await asyncio.sleep(0.01)
+            (pending,) = resolver.pool()._waiting
+            assert pending.socket is not None
+            forged = dns.message.make_response(query)
+            forged.id = pending.qid
+            forged.answer.append(
+                dns.rrset.from_text("www.upstream.test.", 60, "IN", "A", "203.0.113.66")
+            )
+            forger.sendto(forged.to_wire(), ("127.0.0.1", pending.socket.sock.getsockname()[1]))
+            answer = await answering
+            assert answer is not None
+            return dns.message.from_wire(answer)
+        finally:
+            forger.close()
+            resolver.close()
+            loop.remove_reader(upstream.sock.fileno())
+            upstream.sock.close()
+
+    answer = asyncio.run(forge())
+    assert answer.rcode() == dns.rcode.SERVFAIL  # the upstream stayed silent: nothing taken
+    assert not answer.answer

@@ -169,13 +169,13 @@ async def test_a_name_sent_upstream_while_its_listener_could_not_bind_is_answere
     async with _agent(config, controller) as agent:
         try:
             await agent.add_token(UID, "http://controller.test", token())
-            agent.resolver.respond(query, replies.append, loop)
+            agent.resolver.respond(query, lambda a, _: replies.append(a), (), loop)
             assert agent.resolver.forwarded == 1, "no listener: the name went upstream"
             squatter.close()
             user = agent.users.get(UID)
             assert user is not None
             await agent.refresh_user(user)
-            agent.resolver.respond(query, replies.append, loop)
+            agent.resolver.respond(query, lambda a, _: replies.append(a), (), loop)
             assert agent.resolver.forwarded == 1
             answer = dns.message.from_wire(replies[-1])
             assert [r.to_text() for rrset in answer.answer for r in rrset] == [address]

@@ -305,7 +305,9 @@ def test_a_query_asked_again_is_answered_from_its_remembered_outcome_with_its_ow
     def ask(name: str, query_id: int) -> None:
         query = dns.message.make_query(name, "A")
         query.id = query_id
-        resolver.respond(query.to_wire(), lambda r: replies.append(dns.message.from_wire(r)), loop)
+        resolver.respond(
+            query.to_wire(), lambda r, _: replies.append(dns.message.from_wire(r)), (), loop
+        )
 
     try:
         for query_id in (1, 2):

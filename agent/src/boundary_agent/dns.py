@@ -7,16 +7,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import functools
 import ipaddress
 import logging
 import os
 import socket
 import struct
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from boundary_agent import dnswire
 from boundary_agent.config import join_host_port
@@ -37,12 +37,20 @@ KNOWN_QUERIES_LIMIT = 4096
 """Queries whose outcome is kept by their wire (Resolver._known); the whole table is dropped
 when it is full, so a client asking ever new names costs a re-parse, never unbounded memory."""
 POOL_SOCKETS = 8
-"""Upstream UDP sockets per address family, each on its own random port."""
+"""UDP sockets per upstream, each on its own random port. An upstream on loopback gets one:
+the ports are there against off-path forgers, and nothing off the machine can send to
+loopback, while each socket more costs every query cache misses in the kernel."""
 SWEEP_INTERVAL = 0.05
 """How often queries waiting upstream are checked for their timeout."""
 ROTATE_AFTER = 256
 """Queries a pool socket sends before a socket on a fresh random port takes its place (as
 dnsmasq keeps moving its source ports): an off-path forger must guess the port and the id."""
+
+
+Address = tuple[Any, ...]
+"""A client's address as recvfrom() gives it."""
+Reply = Callable[[bytes, Address], None]
+"""reply(answer, to): how an answer goes back to the client at `to`."""
 
 
 class DNSListenError(Exception):
@@ -75,9 +83,9 @@ class Resolver:
     forwarded: int = field(default=0, init=False)
     answered: int = field(default=0, init=False)
     _answers: dict[bytes, tuple[int, bytes]] = field(default_factory=dict, init=False)
-    _known: dict[bytes, tuple[bytes | None, int]] = field(default_factory=dict, init=False)
+    _known: dict[bytes, tuple[bytes | None, bytes]] = field(default_factory=dict, init=False)
     """What the fast path made of a simple query before, by its wire after the id: its alias
-    answer after the id (None: it goes upstream), and where its question ends. A query asked
+    answer after the id (None: it goes upstream), and its question section. A query asked
     again (most are) then costs one lookup, not a parse and an alias lookup."""
     _pool: UpstreamPool | None = field(default=None, init=False)
 
@@ -121,42 +129,54 @@ class Resolver:
                 self._answers[query.key] = records
         return dnswire.response(wire, query, records, flags=dnswire.AA)
 
-    def _outcome(self, wire: bytes) -> tuple[bytes | None, int] | None:
-        """What the fast path makes of a query (see _known), remembered; None: not a simple
-        query, dnspython's to judge."""
+    def _learn(self, wire: bytes) -> bool:
+        """Work out and remember what the fast path makes of a query (see _known); False: not
+        a simple query, dnspython's to judge."""
         query = dnswire.parse_simple_query(wire)
         if query is None:
-            return None
+            return False
         answer = self._alias_answer(wire, query)
-        outcome = (None if answer is None else answer[2:], query.question_end)
         if len(self._known) >= KNOWN_QUERIES_LIMIT:
             self._known.clear()
-        self._known[wire[2:]] = outcome
-        return outcome
+        self._known[wire[2:]] = (
+            None if answer is None else answer[2:],
+            wire[12 : query.question_end],
+        )
+        return True
 
-    def respond(
-        self, wire: bytes, reply: Callable[[bytes], None], loop: asyncio.AbstractEventLoop
-    ) -> None:
-        """Answer a query that came over UDP on `loop` (the running one): reply() gets the
-        answer, now or once an upstream has answered, or is never called (nothing to answer).
-        Nothing waits in a task, and a query forwarded holds only its wire while it waits."""
-        outcome = self._known.get(wire[2:]) or self._outcome(wire)
-        if outcome is not None:
-            answer, question_end = outcome
-            if answer is not None:
-                self.answered += 1
-                reply(wire[:2] + answer)
-                return
+    def respond_known(self, wire: bytes, reply: Reply, to: Address, pool: UpstreamPool) -> bool:
+        """Answer, or forward through `pool`, a query seen before; False: not seen before."""
+        outcome = self._known.get(wire[2:])
+        if outcome is None:
+            return False
+        answer, question = outcome
+        if answer is not None:
+            self.answered += 1
+            reply(wire[:2] + answer, to)
+        else:
             self.forwarded += 1
             # SERVFAIL when no upstream answers: parsed again then, as that is rare.
-            self.pool_for(loop).send(wire, wire[12:question_end], reply, _simple_servfail)
+            pool.send(wire, question, reply, to, _simple_servfail)
+        return True
+
+    def respond(
+        self, wire: bytes, reply: Reply, to: Address, loop: asyncio.AbstractEventLoop
+    ) -> None:
+        """Answer a query that came over UDP from `to` on `loop` (the running one): reply()
+        gets the answer, now or once an upstream has answered, or is never called (nothing to
+        answer). Nothing waits in a task, and a query forwarded holds only its wire while it
+        waits."""
+        pool = self.pool_for(loop)
+        if self.respond_known(wire, reply, to, pool):
+            return
+        if self._learn(wire) and self.respond_known(wire, reply, to, pool):
             return
         answer, forward = self._answer_or_forward(wire)
         if answer is not None:
-            reply(answer)
+            reply(answer, to)
         elif forward:
             self.forwarded += 1
-            self.pool_for(loop).send(wire, None, reply, _servfail)
+            pool.send(wire, None, reply, to, _servfail)
 
     async def handle(self, wire: bytes, via_tcp: bool) -> bytes | None:
         """The answer to a query (None: nothing to answer), over either transport."""
@@ -194,11 +214,11 @@ class Resolver:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[bytes] = loop.create_future()
 
-        def done(answer: bytes) -> None:
+        def done(answer: bytes, _to: Address) -> None:
             if not future.done():
                 future.set_result(answer)
 
-        self.pool_for(loop).send(wire, None, done, _servfail)
+        self.pool_for(loop).send(wire, None, done, (), _servfail)
         return await future
 
     async def _forward_tcp(self, wire: bytes) -> bytes | None:
@@ -226,12 +246,13 @@ class _Pending:
     question: bytes | None
     """Its question section, for the fast structural check of an answer; None: a query only
     dnspython parses, whose answers it checks."""
-    reply: Callable[[bytes], None]
-    """Gets the answer, or servfail(wire) once no upstream gave an acceptable one."""
+    reply: Reply
+    to: Address
+    """reply(answer, to) gets the answer, or servfail(wire) once no upstream gave an acceptable
+    one."""
     servfail: Callable[[bytes], bytes]
     index: int = 0
     """Which upstream it is at."""
-    upstream: tuple[str, int] = ("", 0)
     socket: _PoolSocket | None = None
     qid: int = 0
     deadline: float = 0.0
@@ -251,14 +272,20 @@ class _RandomNumbers:
 
 
 class _PoolSocket:
-    """One upstream UDP socket on a random port, read straight from the selector; its answers
-    are matched by id (and by source address) against the queries it sent."""
+    """One UDP socket on a random port, connected to one upstream, read straight from the
+    selector. Being connected, the kernel drops datagrams from anywhere else; answers are matched
+    by id against the queries it sent."""
 
-    def __init__(self, pool: UpstreamPool, family: socket.AddressFamily) -> None:
-        self.pool = pool
-        self.sock = socket.socket(family, socket.SOCK_DGRAM)
-        self.sock.setblocking(False)
-        self.sock.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", 0))  # noqa: S104
+    def __init__(self, route: _Route) -> None:
+        self.route = route
+        self.pool = pool = route.pool
+        self.sock = socket.socket(route.family, socket.SOCK_DGRAM)
+        try:
+            self.sock.setblocking(False)
+            self.sock.connect(route.address)
+        except OSError:
+            self.sock.close()
+            raise
         self.pending: dict[int, _Pending] = {}
         self.sent = 0
         self.retired = False
@@ -271,139 +298,183 @@ class _PoolSocket:
                 return qid
 
     def _readable(self) -> None:
-        buffer, view = self.pool.buffer, self.pool.view
+        recv_into, pending_for = self.sock.recv_into, self.pending.get
+        buffer, view, answered = self.pool.buffer, self.pool.view, self.pool.answered
         for _ in range(READ_BATCH):
-            if self.closed:
-                return
             try:
-                size, addr = self.sock.recvfrom_into(buffer)
+                size = recv_into(buffer)
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError as exc:  # an ICMP error queued on the socket: read on
-                log.debug("upstream socket: %s", exc)
+            except OSError as exc:  # an ICMP error (connection refused): read on
+                if self.sock.fileno() < 0:
+                    return  # closed by what an earlier answer led to
+                log.debug("upstream %s: %s", self.route.name, exc)
                 continue
             if size < 12:
                 continue
-            pending = self.pending.get(buffer[0] << 8 | buffer[1])
-            if pending is None or (addr[0], addr[1]) != pending.upstream:
-                continue  # late, or not from where it was sent: not an answer to us
-            self.pool.answered(pending, bytes(view[2:size]))
-
-    @property
-    def closed(self) -> bool:
-        return self.sock.fileno() < 0
+            pending = pending_for(buffer[0] << 8 | buffer[1])
+            if pending is None:
+                continue  # late, or a guess: not an answer to anything waiting
+            wire = pending.wire
+            buffer[0], buffer[1] = wire[0], wire[1]  # the client's id back
+            answered(pending, bytes(view[:size]))
+            if not self.pending:
+                # Nothing else is awaited here, so no read that would only say EAGAIN; a
+                # datagram that came meanwhile wakes the loop again (epoll is level-triggered).
+                return
 
     def close_when_idle(self) -> None:
         """A retired socket closes once nothing it sent is waiting any more."""
-        if self.retired and not self.pending and not self.closed:
+        if self.retired and not self.pending and self.sock.fileno() >= 0:
             self.pool.loop.remove_reader(self.sock.fileno())
             self.sock.close()
 
 
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class _Route:
+    """The way to one upstream: POOL_SOCKETS sockets connected to it (one on loopback), each
+    from a random port, each replaced by a fresh one after ROTATE_AFTER queries."""
+
+    def __init__(self, pool: UpstreamPool, host: str, port: int) -> None:
+        self.pool = pool
+        self.name = join_host_port(host, port)
+        self.family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.address = (host, port)
+        self.sockets: list[_PoolSocket] = []
+        try:
+            for _ in range(1 if _is_loopback(host) else POOL_SOCKETS):
+                self.sockets.append(_PoolSocket(self))
+        except OSError:
+            self.close()
+            raise
+
+    def socket(self) -> _PoolSocket:
+        """A socket at random; one that has sent its share is swapped for a fresh one."""
+        sockets = self.sockets
+        slot = self.pool.random.next() % len(sockets) if len(sockets) > 1 else 0
+        chosen = sockets[slot]
+        chosen.sent += 1
+        if chosen.sent >= ROTATE_AFTER:
+            chosen.retired = True
+            sockets[slot] = _PoolSocket(self)
+            self.pool.loop.call_soon(chosen.close_when_idle)
+        return chosen
+
+    def close(self) -> None:
+        for sock in self.sockets:
+            sock.retired = True
+            sock.pending.clear()
+            sock.close_when_idle()
+        self.sockets.clear()
+
+
 class UpstreamPool:
-    """Forwards UDP queries through a few sockets on random ports (rotated), with a pending
-    table by id: each query leaves with a fresh random id, and its answer must come back from
-    the upstream it went to with that id, and pass the caller's check, or the next upstream is
-    tried; after the last, the caller gets None. Timeouts are found by a sweep every
-    SWEEP_INTERVAL over the queries in the order they were sent, not by a timer each."""
+    """Forwards UDP queries to the upstreams, each through a few connected sockets on random
+    ports (rotated), with a pending table by id: each query leaves with a fresh random id, and
+    its answer must come back from the upstream it went to with that id, and pass the caller's
+    check, or the next upstream is tried; after the last, the caller gets servfail. Timeouts are
+    found by a sweep every SWEEP_INTERVAL over the queries in the order they were sent, not by a
+    timer each."""
 
     def __init__(self, resolver: Resolver, loop: asyncio.AbstractEventLoop) -> None:
         self.resolver = resolver
         self.loop = loop
-        self.sockets: dict[socket.AddressFamily, list[_PoolSocket]] = {}
         self.random = _RandomNumbers()
         self.buffer = bytearray(MAX_UDP)
         self.view = memoryview(self.buffer)
-        self._normal: dict[str, str] = {}
+        self._routes: dict[tuple[str, int], _Route] = {}
         self._waiting: dict[_Pending, None] = {}
         """Every query waiting for an answer, oldest first (deadlines grow as they are sent)."""
         self._sweep: asyncio.TimerHandle | None = None
 
     def prepare(self) -> None:
-        """Open the sockets for every upstream's family now, not on the first query."""
-        for host, _ in self.resolver.upstreams:
-            with contextlib.suppress(OSError):  # no such family here: found out per query
-                self._socket_for(host)
+        """Open the sockets for every upstream now, not on the first query."""
+        for host, port in self.resolver.upstreams:
+            with contextlib.suppress(OSError):  # unreachable here: found out per query
+                self._route(host, port)
 
-    def _socket_for(self, host: str) -> _PoolSocket:
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sockets = self.sockets.get(family)
-        if sockets is None:
-            sockets = self.sockets[family] = [
-                _PoolSocket(self, family) for _ in range(POOL_SOCKETS)
-            ]
-        slot = self.random.next() % len(sockets)
-        chosen = sockets[slot]
-        chosen.sent += 1
-        if chosen.sent >= ROTATE_AFTER:
-            chosen.retired = True
-            sockets[slot] = _PoolSocket(self, family)
-            self.loop.call_soon(chosen.close_when_idle)
-        return chosen
-
-    def _normalized(self, host: str) -> str:
-        """The host as recvfrom() reports a source address."""
-        if host not in self._normal:
-            self._normal[host] = str(ipaddress.ip_address(host))
-        return self._normal[host]
+    def _route(self, host: str, port: int) -> _Route:
+        route = self._routes.get((host, port))
+        if route is None:
+            # A new upstream: the list changed (a reload), so routes to dropped ones go.
+            for upstream in [u for u in self._routes if u not in self.resolver.upstreams]:
+                self._routes.pop(upstream).close()
+            route = self._routes[host, port] = _Route(self, host, port)
+        return route
 
     def send(
         self,
         wire: bytes,
         question: bytes | None,
-        reply: Callable[[bytes], None],
+        reply: Reply,
+        to: Address,
         servfail: Callable[[bytes], bytes],
     ) -> None:
         """Forward `wire` (see _Pending for the rest)."""
-        self._try(_Pending(wire, question, reply, servfail), 0)
+        self._try(_Pending(wire, question, reply, to, servfail), 0)
 
     def _try(self, pending: _Pending, index: int) -> None:
         upstreams = self.resolver.upstreams
         while index < len(upstreams):
-            host, port = upstreams[index]
+            upstream = upstreams[index]
             try:
-                sock = self._socket_for(host)
-                qid = sock.new_id()
-                sock.sock.sendto(struct.pack("!H", qid) + pending.wire[2:], (host, port))
+                route = self._routes.get(upstream) or self._route(*upstream)
+                sock = route.socket()
             except OSError as exc:
-                log.debug("upstream %s:%d failed: %s", host, port, exc)
+                log.debug("upstream %s failed: %s", join_host_port(*upstream), exc)
                 index += 1
                 continue
-            pending.index, pending.upstream = index, (self._normalized(host), port)
-            pending.socket, pending.qid = sock, qid
-            pending.deadline = self.loop.time() + self.resolver.timeout
+            qid = sock.new_id()
+            # The books first, the send last: after it, the loop goes straight back to
+            # waiting, for the answer among the rest.
+            pending.index, pending.socket, pending.qid = index, sock, qid
+            pending.deadline = time.monotonic() + self.resolver.timeout
             sock.pending[qid] = pending
             self._waiting[pending] = None
             if self._sweep is None:
                 self._sweep = self.loop.call_later(SWEEP_INTERVAL, self._swept)
+            try:
+                sock.sock.send(qid.to_bytes(2, "big") + pending.wire[2:])
+            except OSError as exc:
+                self._forget(pending)
+                log.debug("upstream %s failed: %s", route.name, exc)
+                index += 1
+                continue
             return
-        pending.reply(pending.servfail(pending.wire))
+        pending.reply(pending.servfail(pending.wire), pending.to)
 
     def _forget(self, pending: _Pending) -> None:
-        self._waiting.pop(pending, None)
+        del self._waiting[pending]
         sock = pending.socket
-        if sock is not None:
-            sock.pending.pop(pending.qid, None)
-            sock.close_when_idle()
+        assert sock is not None
+        del sock.pending[pending.qid]
+        if sock.retired:
+            self.loop.call_soon(sock.close_when_idle)
 
-    def answered(self, pending: _Pending, body: bytes) -> None:
-        """An answer (all but its id) from where `pending` went, with its id."""
-        self._forget(pending)
-        answer = pending.wire[:2] + body
+    def answered(self, pending: _Pending, answer: bytes) -> None:
+        """An answer from where `pending` went, with its id, the client's id put back."""
         question = pending.question
+        self._forget(pending)  # first: the reply is the last thing done (see _try)
         if (
             dnswire.answers_question(answer, question)
             if question is not None
             else _answers_query_wire(pending.wire, answer)
         ):
-            pending.reply(answer)
+            pending.reply(answer, pending.to)
             return
-        log.debug("upstream %s:%d sent a malformed answer", *pending.upstream)
+        assert pending.socket is not None
+        log.debug("upstream %s sent a malformed answer", pending.socket.route.name)
         self._try(pending, pending.index + 1)
 
     def _swept(self) -> None:
         self._sweep = None
-        now = self.loop.time()
+        now = time.monotonic()
         expired = []
         for pending in self._waiting:
             if pending.deadline > now:
@@ -411,7 +482,8 @@ class UpstreamPool:
             expired.append(pending)
         for pending in expired:
             self._forget(pending)
-            log.debug("upstream %s:%d did not answer in time", *pending.upstream)
+            assert pending.socket is not None
+            log.debug("upstream %s did not answer in time", pending.socket.route.name)
             self._try(pending, pending.index + 1)
         if self._waiting and self._sweep is None:
             self._sweep = self.loop.call_later(SWEEP_INTERVAL, self._swept)
@@ -420,12 +492,9 @@ class UpstreamPool:
         if self._sweep is not None:
             self._sweep.cancel()
         self._waiting.clear()
-        for sockets in self.sockets.values():
-            for sock in sockets:
-                sock.retired = True
-                sock.pending.clear()
-                sock.close_when_idle()
-        self.sockets.clear()
+        for route in self._routes.values():
+            route.close()
+        self._routes.clear()
 
 
 RDATA_CACHE_LIMIT = 1024
@@ -539,23 +608,23 @@ class _UDPListener:
             self.sock.close()
 
     def _readable(self) -> None:
+        # Per datagram, only what it needs: the names are looked up once per wake-up.
+        recvfrom_into, buffer, view = self.sock.recvfrom_into, self._buffer, self._view
+        respond, send, loop = self.resolver.respond, self._send, self.loop
         for _ in range(READ_BATCH):
             try:
-                size, addr = self.sock.recvfrom_into(self._buffer)
+                size, addr = recvfrom_into(buffer)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:  # an ICMP error for an earlier answer: read on
                 log.debug("DNS socket: %s", exc)
                 continue
-            self.received(bytes(self._view[:size]), addr)
+            try:
+                respond(bytes(view[:size]), send, addr, loop)
+            except Exception:
+                log.exception("DNS query from %s failed", addr[0])
 
-    def received(self, data: bytes, addr: tuple[str, int]) -> None:
-        try:
-            self.resolver.respond(data, functools.partial(self._send, addr=addr), self.loop)
-        except Exception:
-            log.exception("DNS query from %s failed", addr[0])
-
-    def _send(self, answer: bytes, addr: tuple[str, int]) -> None:
+    def _send(self, answer: bytes, addr: Address) -> None:
         try:
             self.sock.sendto(answer, addr)
         except (BlockingIOError, InterruptedError):
@@ -648,11 +717,12 @@ class DNSServer:
                     f"{exc.strerror}{detail}"
                 ) from exc
             bound.append((host, port))
-        self.resolver.pool().prepare()
         if not bound:
+            await self.stop()
             raise DNSListenError(
                 "failed to listen for DNS on either IPv4 or IPv6: no address could be bound"
             )
+        self.resolver.pool().prepare()
         return bound
 
     async def stop(self) -> None:

@@ -162,18 +162,26 @@ def answers_question(answer: bytes, question: bytes) -> bool:
             bool(flags & TC) or _records_end(answer, 12, ancount + nscount + arcount) == size
         )
     end = 12 + len(question)
-    if qdcount != 1 or end > size or answer[12:end].lower() != question.lower():
+    if qdcount != 1 or end > size:
+        return False
+    # Upstreams echo the question as sent; the case-blind comparison is the rare way.
+    if not answer.startswith(question, 12) and answer[12:end].lower() != question.lower():
         return False
     if flags & TC:
         return True
-    return _records_end(answer, end, ancount + nscount + arcount) == size
+    return _records_end(answer, end, ancount + nscount + arcount, question_name=True) == size
 
 
-def _records_end(wire: bytes, offset: int, count: int) -> int:
-    """Where `count` resource records starting at offset end; -1 when one is malformed."""
+def _records_end(wire: bytes, offset: int, count: int, question_name: bool = False) -> int:
+    """Where `count` resource records starting at offset end; -1 when one is malformed. With
+    question_name, the name at offset 12 is known well formed (it is the question's), so a
+    record name that is only a pointer to it (most are) needs no walk."""
     size = len(wire)
     for _ in range(count):
-        offset = _name_end(wire, offset)
+        if question_name and offset + 1 < size and wire[offset] == 0xC0 and wire[offset + 1] == 12:
+            offset += 2
+        else:
+            offset = _name_end(wire, offset)
         if offset < 0 or offset + 10 > size:
             return -1
         rtype, _, _, rdlength = struct.unpack_from("!HHIH", wire, offset)
