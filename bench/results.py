@@ -73,6 +73,25 @@ def interleaved(runs: int, *measures: Callable[[], T]) -> list[list[T]]:
     return values
 
 
+def interleaved_samples(
+    runs: int, turns: int, *measures: Callable[[], list[float]]
+) -> list[list[list[float]]]:
+    """Like interleaved(), for measures that each return samples, taken `turns` times per run
+    in turn and joined: a measure's samples for one run are spread over the whole run, not
+    taken in one stretch, so the machine's changes of state (which CPU each process wakes on,
+    what else runs) fall on every measure alike, and comparing two of them shows their
+    difference, not when each ran."""
+    values: list[list[list[float]]] = [[] for _ in measures]
+    for _ in range(runs):
+        run: list[list[float]] = [[] for _ in measures]
+        for _ in range(turns):
+            for measure, collected in zip(measures, run, strict=True):
+                collected.extend(measure())
+        for per_run, samples in zip(values, run, strict=True):
+            per_run.append(samples)
+    return values
+
+
 def spread(values: list[float]) -> dict[str, float]:
     """median, min and max of some runs, for figures reported outside the table."""
     return {
