@@ -307,3 +307,37 @@ def test_an_answer_from_anywhere_but_the_upstream_is_not_taken() -> None:
     answer = asyncio.run(forge())
     assert answer.rcode() == dns.rcode.SERVFAIL  # the upstream stayed silent: nothing taken
     assert not answer.answer
+
+
+def test_a_query_in_flight_when_a_reload_drops_its_upstream_still_gets_an_answer() -> None:
+    async def reload_midway() -> tuple[dns.message.Message, dns.message.Message]:
+        loop = asyncio.get_running_loop()
+        dropped, kept = _Upstream("silent"), _Upstream("ok")
+        for upstream in (dropped, kept):
+            loop.add_reader(upstream.sock.fileno(), upstream.readable)
+        resolver = Resolver(_lookup, [("127.0.0.1", dropped.port)], timeout=0.3)
+        try:
+            first = asyncio.ensure_future(
+                resolver.handle(dns.message.make_query("a.upstream.test", "A").to_wire(), False)
+            )
+            for _ in range(500):  # until it is out, to the upstream about to be dropped
+                if dropped.ids:
+                    break
+                await asyncio.sleep(0.01)
+            resolver.upstreams = [("127.0.0.1", kept.port)]  # what a reload does
+            second = await resolver.handle(
+                dns.message.make_query("b.upstream.test", "A").to_wire(), False
+            )
+            first_answer = await asyncio.wait_for(first, 5)  # hung when its socket was gone
+            assert first_answer is not None
+            assert second is not None
+            return dns.message.from_wire(first_answer), dns.message.from_wire(second)
+        finally:
+            resolver.close()
+            for upstream in (dropped, kept):
+                loop.remove_reader(upstream.sock.fileno())
+                upstream.sock.close()
+
+    first, second = asyncio.run(reload_midway())
+    assert first.rcode() == dns.rcode.SERVFAIL  # its upstream went silent, then away
+    assert [r.to_text() for rrset in second.answer for r in rrset] == ["192.0.2.7"]

@@ -450,10 +450,11 @@ class UpstreamPool:
         pending.reply(pending.servfail(pending.wire), pending.to)
 
     def _forget(self, pending: _Pending) -> None:
-        del self._waiting[pending]
+        # pop, not del: a route dropped by a reload has already let go of its queries.
+        self._waiting.pop(pending, None)
         sock = pending.socket
         assert sock is not None
-        del sock.pending[pending.qid]
+        sock.pending.pop(pending.qid, None)
         if sock.retired:
             self.loop.call_soon(sock.close_when_idle)
 
