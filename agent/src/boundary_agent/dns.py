@@ -144,7 +144,7 @@ class Resolver:
         )
         return True
 
-    def respond_known(self, wire: bytes, reply: Reply, to: Address, pool: UpstreamPool) -> bool:
+    def _respond_known(self, wire: bytes, reply: Reply, to: Address, pool: UpstreamPool) -> bool:
         """Answer, or forward through `pool`, a query seen before; False: not seen before."""
         outcome = self._known.get(wire[2:])
         if outcome is None:
@@ -167,9 +167,9 @@ class Resolver:
         answer). Nothing waits in a task, and a query forwarded holds only its wire while it
         waits."""
         pool = self.pool_for(loop)
-        if self.respond_known(wire, reply, to, pool):
+        if self._respond_known(wire, reply, to, pool):
             return
-        if self._learn(wire) and self.respond_known(wire, reply, to, pool):
+        if self._learn(wire) and self._respond_known(wire, reply, to, pool):
             return
         answer, forward = self._answer_or_forward(wire)
         if answer is not None:
