@@ -216,3 +216,26 @@ async def test_the_liveness_endpoint_says_whether_the_replica_leads() -> None:
     finally:
         await runner.cleanup()
     assert await serve_health(0, lambda: "leader") is None
+
+
+async def test_a_cancel_that_lands_as_a_renewal_completes_still_stops_the_renewals() -> None:
+    """asyncio.wait_for on 3.11 drops a cancellation that comes in the same turn as its inner
+    call's result. A renewal loop built on it kept renewing after a clean stop cancelled it,
+    and left the test session's loop unable to close."""
+    kube = FakeKube()
+    elector = candidate(kube, "a")
+    assert await elector.try_acquire_or_renew()
+    renewing: asyncio.Task[None] | None = None
+    renew = elector.try_acquire_or_renew
+
+    async def renew_then_be_cancelled() -> bool:
+        result = await renew()
+        assert renewing is not None
+        asyncio.get_running_loop().call_soon(renewing.cancel)  # due before the result
+        return result
+
+    elector.try_acquire_or_renew = renew_then_be_cancelled  # type: ignore[method-assign]
+    renewing = asyncio.create_task(elector.hold())
+    done, _ = await asyncio.wait({renewing}, timeout=3 * TIMING.retry_period + 1)
+    assert renewing in done, "the renewals went on after the cancel"
+    assert renewing.cancelled()

@@ -116,7 +116,11 @@ class LeaseElector:
             await asyncio.sleep(self.timing.retry_period)
             left = self.timing.renew_deadline - (self._clock() - renewed)
             try:
-                if await asyncio.wait_for(self.try_acquire_or_renew(), timeout=max(left, 0.1)):
+                # asyncio.timeout, not wait_for: on 3.11, wait_for drops a cancellation that
+                # comes in the same turn as the renewal's result, and the loop renewed on.
+                async with asyncio.timeout(max(left, 0.1)):
+                    held = await self.try_acquire_or_renew()
+                if held:
                     renewed = self._clock()
                     continue
                 log.warning("lost the lease %s: %s holds it now", self.lease, self._holder)
@@ -292,11 +296,15 @@ async def lead_or_stand_by(
             await asyncio.wait({holding, operating}, return_when=asyncio.FIRST_COMPLETED)
             if not holding.done():  # kopf ended by itself, the Lease still ours
                 holding.cancel()
+                # No renewal may still be on its way when the Lease is released. wait(), not
+                # await: that would also swallow a cancellation of this task.
+                await asyncio.wait({holding})
                 await elector.release()
                 operating.result()  # a failure of kopf's own ends the process, as without election
                 return
             try:
-                await asyncio.wait_for(asyncio.shield(operating), elector.timing.step_down)
+                async with asyncio.timeout(elector.timing.step_down):
+                    await asyncio.shield(operating)
             except TimeoutError:
                 log.error(
                     "lost the lease %s and still operating after %.0f s: exiting, so that no two "
