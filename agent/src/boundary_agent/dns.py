@@ -39,7 +39,8 @@ when it is full, so a client asking ever new names costs a re-parse, never unbou
 POOL_SOCKETS = 8
 """UDP sockets per upstream, each on its own random port. An upstream on loopback gets one:
 the ports are there against off-path forgers, and nothing off the machine can send to
-loopback, while each socket more costs every query cache misses in the kernel."""
+loopback, while eight sockets cost about 10 us more kernel CPU per query than one (measured
+once, with as much noise)."""
 SWEEP_INTERVAL = 0.05
 """How often queries waiting upstream are checked for their timeout."""
 ROTATE_AFTER = 256
