@@ -19,15 +19,11 @@ import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    # Imported where a store is opened, not with the agent: `cryptography` costs about 8 MiB of
-    # resident memory, and an agent without a login store never needs it.
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from boundary_agent.sealing import AES256GCM, KEY_BYTES, NONCE_BYTES, SealError
 
 KEY_FILE = "key"
-KEY_BYTES = 32
 FORMAT_VERSION = 1
 
 
@@ -48,7 +44,7 @@ class StoredLogin:
 class LoginStore:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
-        self._key: AESGCM | None = None
+        self._key: AES256GCM | None = None
 
     def open(self) -> None:
         """Create the directory and key when missing, and check both belong to the agent's user
@@ -56,9 +52,7 @@ class LoginStore:
         try:
             self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
             _check_private(self.directory, os.lstat(self.directory), directory=True)
-            from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
-            self._key = AESGCM(self._read_or_create_key())
+            self._key = AES256GCM(self._read_or_create_key())
         except OSError as exc:
             raise LoginStoreError(f"login_store {self.directory}: {exc.strerror or exc}") from exc
 
@@ -83,7 +77,7 @@ class LoginStore:
         return key
 
     @property
-    def _aead(self) -> AESGCM:
+    def _aead(self) -> AES256GCM:
         if self._key is None:
             raise LoginStoreError(f"login_store {self.directory}: not opened")
         return self._key
@@ -91,8 +85,8 @@ class LoginStore:
     def save(self, login: StoredLogin) -> None:
         """Keep the login (replacing the user's previous one), atomically. OSError on failure."""
         clear = _clear_fields(login)
-        nonce = os.urandom(12)
-        sealed = self._aead.encrypt(nonce, login.token.encode(), _associated(clear))
+        nonce = os.urandom(NONCE_BYTES)
+        sealed = self._aead.seal(nonce, login.token.encode(), _associated(clear))
         record = {
             **clear,
             "nonce": base64.b64encode(nonce).decode(),
@@ -115,15 +109,13 @@ class LoginStore:
         """Every login that opens; and, for each file that does not, what was wrong with it
         (that file is removed: its user logs in again)."""
         logins, problems = [], []
-        from cryptography.exceptions import InvalidTag
-
         for path in sorted(self.directory.glob("*.json")):
             try:
                 logins.append(self._load(path))
-            except (LoginStoreError, OSError, ValueError, KeyError, InvalidTag) as exc:
+            except (LoginStoreError, OSError, ValueError, KeyError, SealError) as exc:
                 reason = (
                     "it does not open with the store's key"
-                    if isinstance(exc, InvalidTag)
+                    if isinstance(exc, SealError)
                     else str(exc) or type(exc).__name__
                 )
                 problems.append(f"login_store {path.name} dropped ({reason}); log in again")
@@ -138,7 +130,7 @@ class LoginStore:
         clear["expiration"] = record["expiration"]
         if path.name != f"{clear['uid']}.json":
             raise ValueError(f"it holds the login of uid {clear['uid']}")
-        token = self._aead.decrypt(
+        token = self._aead.open(
             base64.b64decode(record["nonce"]),
             base64.b64decode(record["sealed_token"]),
             _associated(clear),
