@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import sys
 from pathlib import Path
 
 import dns.message
@@ -12,7 +13,7 @@ import dns.rdatatype
 import pytest
 
 from boundary_agent.addresses import AddressPool
-from boundary_agent.cli import notify_ready
+from boundary_agent.cli import _event_loop_factory, notify_ready
 from boundary_agent.config import AgentConfig, ConfigError, parse_config
 from boundary_agent.daemon import Agent
 from boundary_agent.dns import LocalAddresses, Resolver
@@ -80,11 +81,31 @@ def test_valid_v6_prefixes(text: str, loopback_mode: bool) -> None:
         ('log_level = "verbose"', "log_level"),
         ("control_listen_port = 0", "control_listen_port"),
         ("control_listen_port = 65536", "control_listen_port"),
+        ('event_loop = "trio"', "event_loop"),
     ],
 )
 def test_invalid_fields_are_named(text: str, field: str) -> None:
     with pytest.raises(ConfigError, match=field):
         parse_config(text)
+
+
+@pytest.mark.parametrize(("name", "module"), [("uvloop", "uvloop"), ("asyncio", "asyncio")])
+def test_the_agent_runs_on_the_event_loop_its_config_names(name: str, module: str) -> None:
+    assert parse_config(f'event_loop = "{name}"').event_loop == name
+    loop = _event_loop_factory(name)()
+    try:
+        assert type(loop).__module__.split(".")[0] == module
+    finally:
+        loop.close()
+
+
+def test_uvloop_missing_is_a_config_error_naming_the_way_out(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert AgentConfig().event_loop == "uvloop"
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # import uvloop: ImportError
+    with pytest.raises(ConfigError, match='set event_loop = "asyncio"'):
+        _event_loop_factory("uvloop")
 
 
 def test_handshake_encoding() -> None:

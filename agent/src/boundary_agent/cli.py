@@ -13,6 +13,7 @@ import socket
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -64,8 +65,26 @@ def _call(port: int, method: str, path: str, body: dict[str, Any] | None = None)
         raise SystemExit(f"boundary-agent: no agent answers at {url}: {exc.reason}") from None
 
 
-async def _run(config_path: Path | None) -> int:
+def _event_loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
+    if name == "asyncio":
+        return asyncio.new_event_loop
+    try:
+        import uvloop
+    except ImportError:
+        raise ConfigError(
+            'event_loop = "uvloop", but uvloop is not installed: install it, or set '
+            'event_loop = "asyncio"'
+        ) from None
+    return uvloop.new_event_loop
+
+
+def _serve(config_path: Path | None) -> int:
     config = load_config(config_path)
+    with asyncio.Runner(loop_factory=_event_loop_factory(config.event_loop)) as runner:
+        return runner.run(_run(config_path, config))
+
+
+async def _run(config_path: Path | None, config: AgentConfig) -> int:
     configure_logging(config)
     log.debug("configuration (%s): %s", config_path or "defaults", config.model_dump_json())
     agent = Agent(config)
@@ -79,9 +98,10 @@ async def _run(config_path: Path | None) -> int:
     try:
         agent.system_resolver.install(bound)
         log.info(
-            "DNS on %s; control API on port %s",
+            "DNS on %s; control API on port %s; event loop %s",
             ", ".join(join_host_port(*b) for b in bound),
             config.control_listen_port,
+            config.event_loop,
         )
         notify_ready()
         token = os.environ.get("BOUNDARY_TOKEN")
@@ -304,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.command == "run":
-            return asyncio.run(_run(args.config))
+            return _serve(args.config)
         port = control_port(args)
     except ConfigError as exc:
         print(f"boundary-agent: {exc}", file=sys.stderr)
