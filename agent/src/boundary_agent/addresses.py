@@ -134,7 +134,8 @@ async def _ip(*args: str) -> None:
     except OSError as exc:
         raise IPCommandError(f"cannot run `{command}`: {exc.strerror}") from exc
     try:
-        _, stderr = await asyncio.wait_for(process.communicate(), IP_TIMEOUT)
+        async with asyncio.timeout(IP_TIMEOUT):
+            _, stderr = await process.communicate()
     except TimeoutError:
         process.kill()
         await process.wait()

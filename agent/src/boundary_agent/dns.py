@@ -581,14 +581,16 @@ def _alias_answer(
 
 
 async def _tcp_exchange(wire: bytes, host: str, port: int, timeout: float) -> bytes:
-    reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
-    try:
-        writer.write(struct.pack("!H", len(wire)) + wire)
-        await writer.drain()
-        length = struct.unpack("!H", await asyncio.wait_for(reader.readexactly(2), timeout))[0]
-        return await asyncio.wait_for(reader.readexactly(length), timeout)
-    finally:
-        writer.close()
+    """One query over TCP, all of it within `timeout`."""
+    async with asyncio.timeout(timeout):
+        reader, writer = await asyncio.open_connection(host, port)
+        try:
+            writer.write(struct.pack("!H", len(wire)) + wire)
+            await writer.drain()
+            length = struct.unpack("!H", await reader.readexactly(2))[0]
+            return await reader.readexactly(length)
+        finally:
+            writer.close()
 
 
 class _UDPListener:

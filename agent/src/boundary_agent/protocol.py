@@ -513,7 +513,8 @@ class SessionChannel:
     async def close(self) -> None:
         self.websocket.close()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(self.websocket.finished), CLOSE_WAIT_S)
+            async with asyncio.timeout(CLOSE_WAIT_S):
+                await asyncio.shield(self.websocket.finished)
         self.websocket.abort()
 
 
@@ -568,7 +569,8 @@ async def _connect(
                 f"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: {SUBPROTOCOL}\r\n\r\n"
             ).encode()
         )
-        headers = await asyncio.wait_for(asyncio.shield(websocket.upgraded), timeout)
+        async with asyncio.timeout(timeout):
+            headers = await asyncio.shield(websocket.upgraded)
         accept = base64.b64encode(
             hashlib.sha1((key + WEBSOCKET_GUID).encode(), usedforsecurity=False).digest()
         ).decode()
@@ -604,7 +606,8 @@ async def _open_channel_once(
         raise SessionProtocolError("the session offers no worker address")
     address = data.worker_addresses[worker_index]
     try:
-        websocket, headers = await asyncio.wait_for(_connect(address, context, timeout), timeout)
+        async with asyncio.timeout(timeout):
+            websocket, headers = await _connect(address, context, timeout)
     except (OSError, TimeoutError, ChannelClosed, ssl.SSLError) as exc:
         raise WorkerUnreachable(f"cannot reach worker {address}: {exc}") from exc
     assert websocket.transport is not None
@@ -622,7 +625,8 @@ async def _open_channel_once(
     if command == COMMAND_CANCEL:
         return SessionChannel(websocket, HandshakeResult(None, 0, 0))
     try:
-        reply = await asyncio.wait_for(asyncio.shield(websocket.first_message), timeout)
+        async with asyncio.timeout(timeout):
+            reply = await asyncio.shield(websocket.first_message)
     except TimeoutError:
         websocket.abort()
         raise SessionProtocolError(f"worker {address} sent no handshake result in time") from None
@@ -663,7 +667,8 @@ async def pump(
         await asyncio.wait([sending, websocket.finished], return_when=asyncio.FIRST_COMPLETED)
         if not websocket.finished.done():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(websocket.finished), CLOSE_WAIT_S)
+                async with asyncio.timeout(CLOSE_WAIT_S):
+                    await asyncio.shield(websocket.finished)
     finally:
         sending.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
