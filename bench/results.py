@@ -16,8 +16,10 @@ from typing import TypeVar
 
 T = TypeVar("T")
 
-RUNS = 3
-"""Runs per timing row, on each side: the median of at least three, with min and max."""
+RUNS = 5
+"""Runs per timing row, on each side; the median, with min and max. Five, not three: on this
+2-CPU machine a slow spell can take one run in three, and then the median of three is at the
+mercy of a second (`boundary connect` ranged 260-535 MiB/s within one run of the proxy bench)."""
 
 
 @dataclass(frozen=True)
