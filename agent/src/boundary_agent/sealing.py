@@ -10,10 +10,12 @@ Linux first: the library is found in /proc/self/maps, where `ssl` put it; elsewh
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import os
 import ssl  # noqa: F401 - loads the libcrypto that _libcrypto_path looks for
+from collections.abc import Iterator
 
 KEY_BYTES = 32
 NONCE_BYTES = 12
@@ -86,64 +88,66 @@ class AES256GCM:
 
     def seal(self, nonce: bytes, plaintext: bytes, associated: bytes) -> bytes:
         """The ciphertext followed by the 16-byte tag."""
-        _check_nonce(nonce)
         lib = self._lib
-        ctx = lib.EVP_CIPHER_CTX_new()
-        if not ctx:
-            raise MemoryError("EVP_CIPHER_CTX_new")
-        try:
-            out = ctypes.create_string_buffer(len(plaintext) + TAG_BYTES)
-            written, total = ctypes.c_int(0), 0
-            ok = lib.EVP_EncryptInit_ex(ctx, lib.EVP_aes_256_gcm(), None, self._key, nonce)
-            ok = ok and lib.EVP_EncryptUpdate(
-                ctx, None, ctypes.byref(written), associated, len(associated)
-            )
-            ok = ok and lib.EVP_EncryptUpdate(
-                ctx, out, ctypes.byref(written), plaintext, len(plaintext)
-            )
-            total = written.value
-            ok = ok and lib.EVP_EncryptFinal_ex(
-                ctx, ctypes.byref(out, total), ctypes.byref(written)
-            )
+        with self._cipher(encrypt=True, nonce=nonce, data=plaintext, associated=associated) as (
+            ctx,
+            out,
+            total,
+        ):
+            written = ctypes.c_int(0)
+            ok = lib.EVP_EncryptFinal_ex(ctx, ctypes.byref(out, total), ctypes.byref(written))
             total += written.value
             tag = ctypes.create_string_buffer(TAG_BYTES)
             ok = ok and lib.EVP_CIPHER_CTX_ctrl(ctx, _EVP_CTRL_GCM_GET_TAG, TAG_BYTES, tag)
             if not ok or total != len(plaintext):
                 raise RuntimeError("OpenSSL's AES-256-GCM failed to seal")
             return out.raw[:total] + tag.raw
-        finally:
-            lib.EVP_CIPHER_CTX_free(ctx)
 
     def open(self, nonce: bytes, sealed: bytes, associated: bytes) -> bytes:
         """The plaintext; SealError when the tag does not match."""
-        _check_nonce(nonce)
         if len(sealed) < TAG_BYTES:
             raise SealError(f"{len(sealed)} bytes is shorter than the tag")
         ciphertext, tag = sealed[:-TAG_BYTES], sealed[-TAG_BYTES:]
         lib = self._lib
+        with self._cipher(encrypt=False, nonce=nonce, data=ciphertext, associated=associated) as (
+            ctx,
+            out,
+            total,
+        ):
+            tag_buffer = ctypes.create_string_buffer(tag, TAG_BYTES)
+            if not lib.EVP_CIPHER_CTX_ctrl(ctx, _EVP_CTRL_GCM_SET_TAG, TAG_BYTES, tag_buffer):
+                raise RuntimeError("OpenSSL's AES-256-GCM failed to open")
+            # The tag is checked here: Final fails (0) when it does not match.
+            written = ctypes.c_int(0)
+            if lib.EVP_DecryptFinal_ex(ctx, ctypes.byref(out, total), ctypes.byref(written)) <= 0:
+                raise SealError("the tag does not match (wrong key or associated data, or altered)")
+            return out.raw[: total + written.value]
+
+    @contextlib.contextmanager
+    def _cipher(
+        self, *, encrypt: bool, nonce: bytes, data: bytes, associated: bytes
+    ) -> Iterator[tuple[int, ctypes.Array[ctypes.c_char], int]]:
+        """A cipher context that has taken the associated data and `data`: (the context, the
+        output buffer, the octets written to it). Freed on leaving."""
+        _check_nonce(nonce)
+        lib = self._lib
+        init, update = (
+            (lib.EVP_EncryptInit_ex, lib.EVP_EncryptUpdate)
+            if encrypt
+            else (lib.EVP_DecryptInit_ex, lib.EVP_DecryptUpdate)
+        )
         ctx = lib.EVP_CIPHER_CTX_new()
         if not ctx:
             raise MemoryError("EVP_CIPHER_CTX_new")
         try:
-            out = ctypes.create_string_buffer(len(ciphertext) + TAG_BYTES)
-            written, total = ctypes.c_int(0), 0
-            ok = lib.EVP_DecryptInit_ex(ctx, lib.EVP_aes_256_gcm(), None, self._key, nonce)
-            ok = ok and lib.EVP_DecryptUpdate(
-                ctx, None, ctypes.byref(written), associated, len(associated)
-            )
-            ok = ok and lib.EVP_DecryptUpdate(
-                ctx, out, ctypes.byref(written), ciphertext, len(ciphertext)
-            )
-            total = written.value
-            tag_buffer = ctypes.create_string_buffer(tag, TAG_BYTES)
-            ok = ok and lib.EVP_CIPHER_CTX_ctrl(ctx, _EVP_CTRL_GCM_SET_TAG, TAG_BYTES, tag_buffer)
+            out = ctypes.create_string_buffer(len(data) + TAG_BYTES)
+            written = ctypes.c_int(0)
+            ok = init(ctx, lib.EVP_aes_256_gcm(), None, self._key, nonce)
+            ok = ok and update(ctx, None, ctypes.byref(written), associated, len(associated))
+            ok = ok and update(ctx, out, ctypes.byref(written), data, len(data))
             if not ok:
-                raise RuntimeError("OpenSSL's AES-256-GCM failed to open")
-            # The tag is checked here: Final fails (0) when it does not match.
-            if lib.EVP_DecryptFinal_ex(ctx, ctypes.byref(out, total), ctypes.byref(written)) <= 0:
-                raise SealError("the tag does not match (wrong key or associated data, or altered)")
-            total += written.value
-            return out.raw[:total]
+                raise RuntimeError("OpenSSL's AES-256-GCM failed to start")
+            yield ctx, out, written.value
         finally:
             lib.EVP_CIPHER_CTX_free(ctx)
 
