@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import functools
 import os
 import ssl  # noqa: F401 - loads the libcrypto that _libcrypto_path looks for
 from collections.abc import Iterator
@@ -47,7 +48,8 @@ def _libcrypto_path() -> str:
     return found
 
 
-def _load() -> ctypes.CDLL:
+@functools.cache
+def _libcrypto() -> ctypes.CDLL:
     lib = ctypes.CDLL(_libcrypto_path())
     pointer, char_p, integer = ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int
     lib.EVP_CIPHER_CTX_new.argtypes, lib.EVP_CIPHER_CTX_new.restype = [], pointer
@@ -65,16 +67,6 @@ def _load() -> ctypes.CDLL:
     lib.EVP_CIPHER_CTX_ctrl.argtypes = [pointer, integer, integer, pointer]
     lib.EVP_CIPHER_CTX_ctrl.restype = integer
     return lib
-
-
-_lib: ctypes.CDLL | None = None
-
-
-def _libcrypto() -> ctypes.CDLL:
-    global _lib
-    if _lib is None:
-        _lib = _load()
-    return _lib
 
 
 class AES256GCM:
