@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 from boundary_devstack.agent_process import AGENT_CLI
 from boundary_devstack.net import free_port
 
@@ -70,6 +72,17 @@ def test_log_to_stdout_as_well_as_the_file(tmp_path: Path) -> None:
     output, _ = _run_briefly(run)
     assert "DNS on 127.0.0.1:" in output
     assert "DNS on 127.0.0.1:" in log_file.read_text()
+
+
+@pytest.mark.parametrize(
+    ("extra", "running"), [("", "uvloop"), ('event_loop = "asyncio"\n', "asyncio")]
+)
+def test_the_agent_runs_on_uvloop_unless_its_config_says_asyncio(
+    tmp_path: Path, extra: str, running: str
+) -> None:
+    """The start-up line names the loop actually running, not the field."""
+    output, _ = _run_briefly(_write_config(tmp_path, extra))
+    assert f"; event loop {running}" in output
 
 
 def _run_briefly(run: Run, then: list[str] | None = None) -> tuple[str, str]:

@@ -101,7 +101,8 @@ async def _run(config_path: Path | None, config: AgentConfig) -> int:
             "DNS on %s; control API on port %s; event loop %s",
             ", ".join(join_host_port(*b) for b in bound),
             config.control_listen_port,
-            config.event_loop,
+            # The loop running, not the field: the log proves which one it is.
+            type(loop).__module__.partition(".")[0],
         )
         notify_ready()
         token = os.environ.get("BOUNDARY_TOKEN")
