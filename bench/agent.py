@@ -43,7 +43,7 @@ from bench.profiling import Profiled
 from bench.results import RUNS, Row, interleaved, interleaved_samples, row, spread, write
 from boundary_api import BoundaryClient
 from boundary_devstack.agent_process import LocalAgent, local_agent
-from boundary_devstack.clients import BoundaryCLI
+from boundary_devstack.clients import CONNECT_TRIES, BoundaryCLI, connect_tries
 from boundary_devstack.dnsmasq import dnsmasq_process
 from boundary_devstack.net import free_port, tcp_open
 from boundary_devstack.process import ManagedProcess
@@ -504,13 +504,12 @@ def _burst_rows(running: RunningAgent, result: dict[str, object]) -> list[Row]:
 
 
 def _boundary_connect(
-    cli: BoundaryCLI, target_id: str, work: Path, attempts: int = 8
+    cli: BoundaryCLI, target_id: str, work: Path, attempts: int = CONNECT_TRIES
 ) -> tuple[float, float, float, int]:
     """(first-connection setup, throughput, second-connection TTFB) through `boundary
-    connect`. A run the worker cuts short is retried with a fresh process; how many failed is
-    reported. (Seen here: the worker closing a `boundary connect` handshake with "received
-    header with unexpected rsv bits", once 3 times in a row.)"""
-    for attempt in range(attempts):
+    connect`. A run the worker cuts short (the handshake misread, CONNECT_TRIES) is retried
+    with a fresh process; how many failed is reported."""
+    for attempt in connect_tries(attempts):
         port = free_port()
         connect = ManagedProcess(
             "boundary-connect",
@@ -536,7 +535,7 @@ def _boundary_connect(
                 listening_after = time.perf_counter() - started
                 _, first_ttfb = _download(f"http://127.0.0.1:{port}/blob")
                 speed, ttfb = _download(f"http://127.0.0.1:{port}/blob")
-                return listening_after + first_ttfb, speed, ttfb, attempt
+                return listening_after + first_ttfb, speed, ttfb, attempt - 1
         except subprocess.CalledProcessError:
             continue
     raise RuntimeError(f"boundary connect failed {attempts} times; see {work}/connect-*.log")

@@ -1,14 +1,18 @@
-"""Pure logic of the local stack: env files, certificates, process failure reporting."""
+"""Pure logic of the local stack: env files, certificates, process failure reporting, and the
+tries of the official `boundary connect`."""
 
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 import pytest
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
+from boundary_devstack import clients
+from boundary_devstack.clients import connect_ended_because, connect_tries
 from boundary_devstack.pki import create_control_plane_pki
 from boundary_devstack.process import ComponentError, ManagedProcess
 from boundary_devstack.stack import LocalStack, StackEnv
@@ -71,3 +75,36 @@ def test_missing_program_is_named_and_nothing_starts(tmp_path: Path) -> None:
     with pytest.raises(ComponentError, match=r"tools: missing in .*boundary, etcd"):
         stack.start()
     assert stack.processes == []
+
+
+# What `boundary connect` 0.21.1 logged when the worker misread its handshake (run here).
+MISREAD_LOG = """
+Proxy listening information:
+  Address:             127.0.0.1
+  Session ID:          s_HfAmVw3iUz
+
+Termination information:
+  Reason:   Error from proxy client: error from runTcpProxyV1: error reading
+  handshake result: failed to get reader: received close frame: status =
+  StatusProtocolError and reason = "received header with unexpected rsv bits
+  set: false:false:true"
+"""
+
+
+def test_a_failed_connect_try_is_told_by_the_reason_it_logged(tmp_path: Path) -> None:
+    log = tmp_path / "connect-1.log"
+    log.write_text(MISREAD_LOG)
+    reason = connect_ended_because(log)
+    assert reason.startswith("Error from proxy client: error from runTcpProxyV1:")
+    assert reason.endswith('"received header with unexpected rsv bits set: false:false:true"')
+    assert "\n" not in reason
+    assert connect_ended_because(tmp_path / "never-written.log") == "no reason logged"
+
+
+def test_connect_tries_count_from_one_and_pause_only_between(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pauses: list[float] = []
+    monkeypatch.setattr(time, "sleep", pauses.append)
+    assert list(connect_tries(3)) == [1, 2, 3]
+    assert pauses == [clients.CONNECT_RETRY_PAUSE_S] * 2

@@ -24,7 +24,7 @@ import pytest
 from boundary_api import BoundaryClient, BoundaryError
 from boundary_devstack.agent_process import local_agent
 from boundary_devstack.chart import ChartOperator, operator_under_chart, scenario_values
-from boundary_devstack.clients import BoundaryCLI, CommandFailed, Kubectl
+from boundary_devstack.clients import BoundaryCLI, CommandFailed, Kubectl, connect_tries
 from boundary_devstack.leaks import token_shaped
 from boundary_devstack.metrics import writes
 from boundary_devstack.netns import NamespaceHost
@@ -361,8 +361,8 @@ def test_real_traffic_through_the_worker_with_boundary_connect(
     boundary_cli.login()
     env = boundary_cli.env()
     # `boundary connect` itself (the official client, not ours) sometimes fails its websocket
-    # handshake with the worker ("received header with unexpected rsv bits"): up to 3 tries.
-    for _attempt in range(3):
+    # handshake with the worker ("received header with unexpected rsv bits"): CONNECT_TRIES.
+    for _attempt in connect_tries():
         result = subprocess.run(
             [
                 boundary_cli.binary,

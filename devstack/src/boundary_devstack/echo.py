@@ -12,7 +12,12 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from boundary_devstack.clients import BoundaryCLI
+from boundary_devstack.clients import (
+    CONNECT_TRIES,
+    BoundaryCLI,
+    connect_ended_because,
+    connect_tries,
+)
 
 
 class _Echo(socketserver.BaseRequestHandler):
@@ -78,15 +83,14 @@ class EchoStream:
 
 @contextlib.contextmanager
 def stream_through_boundary(
-    cli: BoundaryCLI, authorize: Callable[[], str], log_dir: Path, attempts: int = 6
+    cli: BoundaryCLI, authorize: Callable[[], str], log_dir: Path, attempts: int = CONNECT_TRIES
 ) -> Iterator[EchoStream]:
     """An echo stream through the official `boundary connect`, for a session `authorize`
     returns the authorization token of, open until the block ends. The worker sometimes misreads
-    the first websocket of a connection (see the reference notes); `boundary connect` then ends
-    altogether, so each attempt is a new session and a new `boundary connect`. Three attempts
-    all misread once on a loaded machine; there is no pause to add inside the official CLI's
-    handshake (as the agent does), so there are six."""
-    for attempt in range(1, attempts + 1):
+    the first websocket frame of a connection, and `boundary connect` then ends altogether
+    (CONNECT_TRIES), so each try is a new session and a new `boundary connect`."""
+    failure: Exception | None = None
+    for attempt in connect_tries(attempts):
         log = log_dir / f"connect-{attempt}.log"
         with cli.connect(authorize(), log) as port:
             stream = EchoStream("127.0.0.1", port)
@@ -94,12 +98,16 @@ def stream_through_boundary(
                 stream.exchange()
             except (OSError, StreamBroken) as exc:
                 stream.close()
-                print(f"stream try {attempt} of {attempts} failed ({exc}); see {log}")
-                if attempt == attempts:
-                    raise
-                continue
-            try:
-                yield stream
-            finally:
-                stream.close()
-            return
+                failure = exc
+            else:
+                try:
+                    yield stream
+                finally:
+                    stream.close()
+                return
+        print(
+            f"stream try {attempt} of {attempts} failed ({failure}): {connect_ended_because(log)}"
+        )
+    raise StreamBroken(
+        f"no stream in {attempts} sessions; the last: {failure}; see {log_dir}/connect-*.log"
+    ) from failure
