@@ -123,9 +123,6 @@ class BoundaryCLI:
             "BOUNDARY_SKIP_CACHE_DAEMON": "true",
         }
         env.pop("BOUNDARY_TOKEN", None)
-        # `authenticate` would start the CLI's cache daemon, which outlives the tests; no test
-        # here needs the cache.
-        env["BOUNDARY_SKIP_CACHE_DAEMON"] = "true"
         if self._token:
             env["BK_BOUNDARY_TOKEN"] = self._token
         return env
