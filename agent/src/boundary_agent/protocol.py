@@ -73,9 +73,13 @@ class HandshakeMisread(SessionProtocolError):
     Boundary v0.21.1 workers do this now and then ("received header with unexpected rsv bits
     set: false:false:true"): they lose the first byte of a frame that arrives while they are
     still taking the connection over from their HTTP server, and the frame's second byte
-    (mask bit and length) then reads as a header with RSV3 set. `boundary connect` meets it
-    too. On a loaded machine it can happen on every connection made at once; waiting a moment
-    after the upgrade avoids it (HANDSHAKE_SETTLE_S). Trying again on the same session is safe."""
+    (mask bit and length) then reads as a header with RSV3 set. The byte is the one Go's
+    net/http background read took before the hijack: the worker's metrics wrapper
+    (internal/daemon/worker/internal/metric/proxy_ws.go) puts it back in front of the hijacked
+    reader, and the websocket library's Accept re-points that reader again, dropping it.
+    `boundary connect` meets it too. On a loaded machine it can happen on every connection
+    made at once; waiting a moment after the upgrade avoids it (HANDSHAKE_SETTLE_S). Trying
+    again on the same session is safe."""
 
 
 def new_tofu_token() -> str:
