@@ -11,7 +11,6 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from boundary_devstack import clients
 from boundary_devstack.clients import connect_ended_because, connect_tries
 from boundary_devstack.pki import create_control_plane_pki
 from boundary_devstack.process import ComponentError, ManagedProcess
@@ -101,10 +100,10 @@ def test_a_failed_connect_try_is_told_by_the_reason_it_logged(tmp_path: Path) ->
     assert connect_ended_because(tmp_path / "never-written.log") == "no reason logged"
 
 
-def test_connect_tries_count_from_one_and_pause_only_between(
+def test_connect_tries_count_from_one_and_pause_longer_between_later_ones(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     pauses: list[float] = []
     monkeypatch.setattr(time, "sleep", pauses.append)
-    assert list(connect_tries(3)) == [1, 2, 3]
-    assert pauses == [clients.CONNECT_RETRY_PAUSE_S] * 2
+    assert list(connect_tries(6)) == [1, 2, 3, 4, 5, 6]
+    assert pauses == [0.5, 1.0, 2.0, 3.0, 3.0]

@@ -23,16 +23,18 @@ A 0.21 worker can lose the first byte of the client's first websocket frame and 
 ("unexpected rsv bits"; see HandshakeMisread in the agent). The agent waits and tries again on
 the same session; `boundary connect` cannot, and exits. Measured here with a fresh worker: 14
 and 12 of 30 sessions misread on an idle machine, and one CI run met it 6 times in a row."""
-CONNECT_RETRY_PAUSE_S = 0.5
-"""Between two tries: the misread is likelier while the machine is busy, so let a spell pass."""
+CONNECT_RETRY_PAUSES_S = (0.5, 1.0, 2.0, 3.0)
+"""Before the second, third, fourth try and every one after: the misread is likelier while
+the machine is busy, and CI met it on every one of 6 quick tries twice, so later tries are
+spread out to let a busy spell pass (20 tries span about a minute)."""
 
 
 def connect_tries(count: int = CONNECT_TRIES) -> Iterator[int]:
-    """1 to `count`, pausing before every try after the first: the tries of a `boundary
-    connect` run that the worker may cut short (CONNECT_TRIES)."""
+    """1 to `count`, pausing before every try after the first (CONNECT_RETRY_PAUSES_S): the
+    tries of a `boundary connect` run that the worker may cut short (CONNECT_TRIES)."""
     for attempt in range(1, count + 1):
         if attempt > 1:
-            time.sleep(CONNECT_RETRY_PAUSE_S)
+            time.sleep(CONNECT_RETRY_PAUSES_S[min(attempt - 2, len(CONNECT_RETRY_PAUSES_S) - 1)])
         yield attempt
 
 
