@@ -21,12 +21,13 @@ CONNECT_TRIES = 20
 """How many sessions a test or benchmark gives the official `boundary connect` before it fails.
 A 0.21 worker can lose the first byte of the client's first websocket frame and close with 1002
 ("unexpected rsv bits"; see HandshakeMisread in the agent). The agent waits and tries again on
-the same session; `boundary connect` cannot, and exits. Measured here with a fresh worker: 14
-and 12 of 30 sessions misread on an idle machine, and one CI run met it 6 times in a row."""
+the same session; `boundary connect` cannot, and exits. Measured here with a fresh worker on an
+idle machine: 10 of 30 sessions closed with the misread as their logged reason; two CI runs met
+it 6 times in a row."""
 CONNECT_RETRY_PAUSES_S = (0.5, 1.0, 2.0, 3.0)
 """Before the second, third, fourth try and every one after: the misread is likelier while
 the machine is busy, and CI met it on every one of 6 quick tries twice, so later tries are
-spread out to let a busy spell pass (20 tries span about a minute)."""
+spread out to let a busy spell pass (over 20 tries the pauses add up to 51.5 s)."""
 
 
 def connect_tries(count: int = CONNECT_TRIES) -> Iterator[int]:
